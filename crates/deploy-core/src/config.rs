@@ -155,11 +155,7 @@ impl DeployStep {
 }
 
 fn default_deploy_order() -> Vec<DeployStep> {
-    vec![
-        DeployStep::Migrate,
-        DeployStep::DeployApi,
-        DeployStep::DeployFrontend,
-    ]
+    vec![DeployStep::Migrate, DeployStep::DeployApi, DeployStep::DeployFrontend]
 }
 
 /// A smoke test: a GET of `url` (a path joined to the environment's URL, or a full URL).
@@ -190,7 +186,14 @@ pub struct SmokeTest {
 #[serde(deny_unknown_fields)]
 pub struct JsonExpectation {
     pub pointer: String,
+    /// Any JSON value: string, number, boolean, null, array or object.
+    #[schemars(schema_with = "crate::config::any_json")]
     pub equals: serde_json::Value,
+}
+
+/// The schema of "any JSON value", spelled out (some clients reject the boolean `true` schema).
+pub fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": ["string", "number", "integer", "boolean", "null", "array", "object"] })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -206,10 +209,7 @@ pub struct RollbackConfig {
 
 impl Default for RollbackConfig {
     fn default() -> Self {
-        Self {
-            strategy: default_rollback_strategy(),
-            keep_versions: default_keep_versions(),
-        }
+        Self { strategy: default_rollback_strategy(), keep_versions: default_keep_versions() }
     }
 }
 
@@ -233,10 +233,7 @@ pub struct HealthConfig {
 
 impl Default for HealthConfig {
     fn default() -> Self {
-        Self {
-            latency_warn_seconds: default_latency_warn(),
-            timeout_seconds: default_request_timeout(),
-        }
+        Self { latency_warn_seconds: default_latency_warn(), timeout_seconds: default_request_timeout() }
     }
 }
 
@@ -259,10 +256,7 @@ pub struct AutoRollbackConfig {
 
 impl Default for AutoRollbackConfig {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            wait_seconds: default_wait(),
-        }
+        Self { enabled: true, wait_seconds: default_wait() }
     }
 }
 
@@ -368,99 +362,57 @@ impl Config {
 
     /// Checks what the types cannot say.
     fn validate(&self, file: &Path) -> Result<()> {
-        let bad = |field: &str, message: String| CoreError::ConfigInvalid {
-            file: file.to_path_buf(),
-            field: field.into(),
-            message,
-        };
+        let bad = |field: &str, message: String| CoreError::ConfigInvalid { file: file.to_path_buf(), field: field.into(), message };
         if self.project_name.trim().is_empty() {
             return Err(bad("project_name", "must not be empty".into()));
         }
         if let Some(app) = &self.app_path {
-            if Path::new(app).is_absolute()
-                || Path::new(app)
-                    .components()
-                    .any(|c| matches!(c, std::path::Component::ParentDir))
-            {
-                return Err(bad(
-                    "app_path",
-                    format!("`{app}` must be a relative path inside the project"),
-                ));
+            if Path::new(app).is_absolute() || Path::new(app).components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                return Err(bad("app_path", format!("`{app}` must be a relative path inside the project")));
             }
         }
         for (i, t) in self.smoke_tests.iter().enumerate() {
-            if !(t.url.starts_with('/')
-                || t.url.starts_with("http://")
-                || t.url.starts_with("https://"))
-            {
+            if !(t.url.starts_with('/') || t.url.starts_with("http://") || t.url.starts_with("https://")) {
                 return Err(bad(
                     &format!("smoke_tests[{i}].url"),
-                    format!(
-                        "`{}` must be a path starting with / or a full http(s) URL",
-                        t.url
-                    ),
+                    format!("`{}` must be a path starting with / or a full http(s) URL", t.url),
                 ));
             }
             if let Some(j) = &t.expect_json {
                 if !(j.pointer.is_empty() || j.pointer.starts_with('/')) {
-                    return Err(bad(
-                        &format!("smoke_tests[{i}].expect_json.pointer"),
-                        "a JSON pointer starts with /".into(),
-                    ));
+                    return Err(bad(&format!("smoke_tests[{i}].expect_json.pointer"), "a JSON pointer starts with /".into()));
                 }
             }
         }
         if !(self.health.latency_warn_seconds > 0.0) {
-            return Err(bad(
-                "health.latency_warn_seconds",
-                "must be greater than 0".into(),
-            ));
+            return Err(bad("health.latency_warn_seconds", "must be greater than 0".into()));
         }
         if !(self.health.timeout_seconds > 0.0) {
-            return Err(bad(
-                "health.timeout_seconds",
-                "must be greater than 0".into(),
-            ));
+            return Err(bad("health.timeout_seconds", "must be greater than 0".into()));
         }
         if self.platform == Platform::Local {
             let Some(local) = &self.local else {
-                return Err(bad(
-                    "local",
-                    "platform `local` needs a `local` section with a `start` command".into(),
-                ));
+                return Err(bad("local", "platform `local` needs a `local` section with a `start` command".into()));
             };
             if local.start.is_empty() {
-                return Err(bad(
-                    "local.start",
-                    "must name the program that starts the app".into(),
-                ));
+                return Err(bad("local.start", "must name the program that starts the app".into()));
             }
             if !local.health_path.starts_with('/') {
                 return Err(bad("local.health_path", "must start with /".into()));
             }
             if local.canary_percent == 0 || local.canary_percent > 100 {
-                return Err(bad(
-                    "local.canary_percent",
-                    "must be between 1 and 100".into(),
-                ));
+                return Err(bad("local.canary_percent", "must be between 1 and 100".into()));
             }
             for env in Environment::ALL {
                 if let Some(e) = self.environments.get(env) {
                     if e.port.is_none() {
-                        return Err(bad(
-                            &format!("environments.{env}.port"),
-                            "the local platform needs a port per environment".into(),
-                        ));
+                        return Err(bad(&format!("environments.{env}.port"), "the local platform needs a port per environment".into()));
                     }
                 }
             }
-            if let (Some(s), Some(p)) = (&self.environments.staging, &self.environments.production)
-            {
+            if let (Some(s), Some(p)) = (&self.environments.staging, &self.environments.production) {
                 if s.port.is_some() && s.port == p.port {
-                    return Err(bad(
-                        "environments.production.port",
-                        "staging and production need different ports".into(),
-                    ));
+                    return Err(bad("environments.production.port", "staging and production need different ports".into()));
                 }
             }
         }
@@ -470,11 +422,7 @@ impl Config {
     /// The environment's config, or an error naming what to add.
     pub fn env(&self, env: Environment) -> Result<&EnvConfig> {
         self.environments.get(env).ok_or_else(|| {
-            CoreError::invalid(
-                "env",
-                format!("environment `{env}` is not configured"),
-                format!("add environments.{env} to {CONFIG_FILE}"),
-            )
+            CoreError::invalid("env", format!("environment `{env}` is not configured"), format!("add environments.{env} to {CONFIG_FILE}"))
         })
     }
 
@@ -487,11 +435,7 @@ impl Config {
         if let Some(p) = e.port {
             return Ok(format!("http://127.0.0.1:{p}"));
         }
-        Err(CoreError::invalid(
-            "env",
-            format!("environment `{env}` has no url"),
-            format!("set environments.{env}.url in {CONFIG_FILE}"),
-        ))
+        Err(CoreError::invalid("env", format!("environment `{env}` has no url"), format!("set environments.{env}.url in {CONFIG_FILE}")))
     }
 
     /// The directory the app lives in.
@@ -505,8 +449,7 @@ impl Config {
     /// Writes the config atomically, pretty-printed.
     pub fn write(&self, root: &Path) -> Result<PathBuf> {
         let path = root.join(CONFIG_FILE);
-        let mut text = serde_json::to_string_pretty(self)
-            .map_err(|e| CoreError::io("serialising config", e.into()))?;
+        let mut text = serde_json::to_string_pretty(self).map_err(|e| CoreError::io("serialising config", e.into()))?;
         text.push('\n');
         crate::fsutil::write_atomic(&path, text.as_bytes())?;
         Ok(path)
@@ -581,10 +524,7 @@ mod tests {
     fn skill_example_parses_unchanged() {
         let c = parse(SKILL_EXAMPLE).unwrap();
         assert_eq!(c.platform, Platform::CloudflareWorkers);
-        assert_eq!(
-            c.environments.production.as_ref().unwrap().wrangler_env,
-            None
-        );
+        assert_eq!(c.environments.production.as_ref().unwrap().wrangler_env, None);
         assert_eq!(c.smoke_tests.len(), 3);
         assert_eq!(c.rollback.strategy, "wrangler-rollback");
     }
@@ -600,9 +540,7 @@ mod tests {
     fn check_error(text: &str, field: &str, message_part: &str) {
         let err = parse(text).unwrap_err();
         match &err {
-            CoreError::ConfigInvalid {
-                field: f, message, ..
-            } => {
+            CoreError::ConfigInvalid { field: f, message, .. } => {
                 assert_eq!(f, field, "{err}");
                 assert!(message.contains(message_part), "{message}");
             }
@@ -614,41 +552,18 @@ mod tests {
     fn errors_name_the_field_path() {
         check_error(
             &DESIGN_LOCAL.replace("\"expect_status\"", "\"expect_stauts\""),
-            "smoke_tests[0]",
+            "smoke_tests[0].expect_stauts",
             "unknown field `expect_stauts`",
         );
+        check_error(&DESIGN_LOCAL.replace("\"port\": 8802", "\"port\": \"8802\""), "environments.production.port", "invalid type");
+        check_error(&DESIGN_LOCAL.replace("\"local\": {", "\"locale\": {"), "locale", "unknown field");
         check_error(
-            &DESIGN_LOCAL.replace("\"port\": 8802", "\"port\": \"8802\""),
-            "environments.production.port",
-            "invalid type",
-        );
-        check_error(
-            &DESIGN_LOCAL.replace("\"local\"", "\"locale\""),
-            "locale",
-            "unknown field",
-        );
-        check_error(
-            &DESIGN_LOCAL.replace(
-                "\"/health\", \"expect_status\"",
-                "\"health\", \"expect_status\"",
-            ),
+            &DESIGN_LOCAL.replace("\"/health\", \"expect_status\"", "\"health\", \"expect_status\""),
             "smoke_tests[0].url",
             "must be a path",
         );
-        check_error(
-            &DESIGN_LOCAL.replace("8802", "8801"),
-            "environments.production.port",
-            "different ports",
-        );
-        check_error(
-            &SKILL_EXAMPLE.replace("apps/gtrack", "../../etc"),
-            "app_path",
-            "inside the project",
-        );
-        check_error(
-            &DESIGN_LOCAL.replace("\"local\"", "\"platform2\""),
-            "platform2",
-            "unknown field",
-        );
+        check_error(&DESIGN_LOCAL.replace("8802", "8801"), "environments.production.port", "different ports");
+        check_error(&SKILL_EXAMPLE.replace("apps/gtrack", "../../etc"), "app_path", "inside the project");
+        check_error(&DESIGN_LOCAL.replace("\"platform\": \"local\"", "\"platform\": \"lokal\""), "platform", "unknown variant `lokal`");
     }
 }

@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::CoreError;
 
 /// A deploy environment.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
     Staging,
@@ -34,11 +32,7 @@ impl Environment {
         match s.trim().to_ascii_lowercase().as_str() {
             "staging" | "stage" => Ok(Self::Staging),
             "production" | "prod" => Ok(Self::Production),
-            other => Err(CoreError::invalid(
-                field,
-                format!("unknown environment `{other}`"),
-                "use `staging` or `production`",
-            )),
+            other => Err(CoreError::invalid(field, format!("unknown environment `{other}`"), "use `staging` or `production`")),
         }
     }
 }
@@ -99,10 +93,7 @@ impl CommitSha {
         if s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
             Ok(Self(s.to_ascii_lowercase()))
         } else {
-            Err(CoreError::Git {
-                message: format!("`{s}` is not a commit id"),
-                hint: "make at least one commit".into(),
-            })
+            Err(CoreError::Git { message: format!("`{s}` is not a commit id"), hint: "make at least one commit".into() })
         }
     }
 
@@ -123,9 +114,7 @@ impl fmt::Display for CommitSha {
 }
 
 /// A run id: sortable by start time and unique (`r20261122t153012-1a2b3c`).
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct RunId(String);
 
@@ -138,18 +127,11 @@ impl RunId {
 
     /// Checks a run id given by a caller (it ends up in file names and URIs).
     pub fn parse(s: &str, field: &str) -> Result<Self, CoreError> {
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(CoreError::invalid(
-                field,
-                format!("`{s}` is not a run id"),
-                "use a run_id from deploy_status",
-            ))
+            Err(CoreError::invalid(field, format!("`{s}` is not a run id"), "use a run_id from deploy_status"))
         }
     }
 
@@ -175,10 +157,7 @@ mod tests {
 
     #[test]
     fn environments_parse_short_forms() {
-        assert_eq!(
-            "prod".parse::<Environment>().unwrap(),
-            Environment::Production
-        );
+        assert_eq!("prod".parse::<Environment>().unwrap(), Environment::Production);
         let e = "qa".parse::<Environment>().unwrap_err();
         assert!(e.to_string().contains("`env`"));
     }

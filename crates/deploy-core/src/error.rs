@@ -9,34 +9,17 @@ pub enum CoreError {
     #[error("no deploy config at {path}")]
     ConfigMissing { path: PathBuf },
     #[error("invalid config {file}: at `{field}`: {message}")]
-    ConfigInvalid {
-        file: PathBuf,
-        field: String,
-        message: String,
-    },
+    ConfigInvalid { file: PathBuf, field: String, message: String },
     #[error("invalid input `{field}`: {message}")]
-    InvalidInput {
-        field: String,
-        message: String,
-        hint: String,
-    },
+    InvalidInput { field: String, message: String, hint: String },
     #[error("path `{path}` is outside the project {root}")]
     PathOutsideProject { path: String, root: PathBuf },
     #[error("environment `{env}` is locked by run {run_id} (pid {pid}, since {since})")]
-    Locked {
-        env: String,
-        run_id: String,
-        pid: u32,
-        since: String,
-    },
+    Locked { env: String, run_id: String, pid: u32, since: String },
     #[error("{program} was not found on PATH")]
     ProgramMissing { program: String, hint: String },
     #[error("{program} exited with {status}: {stderr_tail}")]
-    ProgramFailed {
-        program: String,
-        status: String,
-        stderr_tail: String,
-    },
+    ProgramFailed { program: String, status: String, stderr_tail: String },
     #[error("{program} timed out after {seconds}s")]
     Timeout { program: String, seconds: u64 },
     #[error("cancelled")]
@@ -47,12 +30,10 @@ pub enum CoreError {
     Confirmation { message: String },
     #[error("local platform: {message}")]
     Local { message: String, hint: String },
+    #[error("refused: {message}")]
+    Refused { message: String, hint: String },
     #[error("{what}: {message}")]
-    NotFound {
-        what: String,
-        message: String,
-        hint: String,
-    },
+    NotFound { what: String, message: String, hint: String },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -66,22 +47,11 @@ pub type Result<T, E = CoreError> = std::result::Result<T, E>;
 impl CoreError {
     /// Wraps an IO error with what was being done and on which path.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Self::Io {
-            context: context.into(),
-            source,
-        }
+        Self::Io { context: context.into(), source }
     }
 
-    pub fn invalid(
-        field: impl Into<String>,
-        message: impl Into<String>,
-        hint: impl Into<String>,
-    ) -> Self {
-        Self::InvalidInput {
-            field: field.into(),
-            message: message.into(),
-            hint: hint.into(),
-        }
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::InvalidInput { field: field.into(), message: message.into(), hint: hint.into() }
     }
 
     /// A stable, machine-readable code (part of the tool result contract).
@@ -99,6 +69,7 @@ impl CoreError {
             Self::Git { .. } => "git_error",
             Self::Confirmation { .. } => "confirmation_refused",
             Self::Local { .. } => "local_platform_error",
+            Self::Refused { .. } => "refused",
             Self::NotFound { .. } => "not_found",
             Self::Io { .. } => "io_error",
         }
@@ -117,13 +88,10 @@ impl CoreError {
             | Self::ProgramMissing { hint, .. }
             | Self::Git { hint, .. }
             | Self::Local { hint, .. }
+            | Self::Refused { hint, .. }
             | Self::NotFound { hint, .. } => hint.clone(),
-            Self::PathOutsideProject { .. } => {
-                "use a path inside the project directory the server was started with (--project-dir)".into()
-            }
-            Self::Locked { .. } => {
-                "wait for the running deploy to finish (deploy_status shows it), then retry".into()
-            }
+            Self::PathOutsideProject { .. } => "use a path inside the project directory the server was started with (--project-dir)".into(),
+            Self::Locked { .. } => "wait for the running deploy to finish (deploy_status shows it), then retry".into(),
             Self::ProgramFailed { program, .. } => format!("read the output of {program} above, fix the cause and retry"),
             Self::Timeout { .. } => "retry; if it keeps timing out, raise the timeout in the config".into(),
             Self::Cancelled => "the run was cancelled; start it again when ready".into(),
@@ -134,9 +102,6 @@ impl CoreError {
 
     /// Whether the same call may succeed if retried unchanged.
     pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::Locked { .. } | Self::Timeout { .. } | Self::Io { .. } | Self::Local { .. }
-        )
+        matches!(self, Self::Locked { .. } | Self::Timeout { .. } | Self::Io { .. } | Self::Local { .. })
     }
 }

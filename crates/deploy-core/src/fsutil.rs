@@ -8,21 +8,12 @@ use crate::error::{CoreError, Result};
 
 /// Writes `bytes` to `path` atomically, creating the parent directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| {
-        CoreError::io(
-            format!("writing {}", path.display()),
-            std::io::ErrorKind::InvalidInput.into(),
-        )
-    })?;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
+    let dir = path.parent().ok_or_else(|| CoreError::io(format!("writing {}", path.display()), std::io::ErrorKind::InvalidInput.into()))?;
+    std::fs::create_dir_all(dir).map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
     let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -37,8 +28,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Writes a value as pretty JSON, atomically.
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut text = serde_json::to_vec_pretty(value)
-        .map_err(|e| CoreError::io(format!("serialising {}", path.display()), e.into()))?;
+    let mut text = serde_json::to_vec_pretty(value).map_err(|e| CoreError::io(format!("serialising {}", path.display()), e.into()))?;
     text.push(b'\n');
     write_atomic(path, &text)
 }

@@ -23,9 +23,7 @@ impl Decision {
     }
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Low,
@@ -110,26 +108,17 @@ pub fn decide(input: &GateInput) -> (Decision, bool, Vec<String>) {
     let c = input.counts;
     let mut reasons = Vec::new();
     if c.critical > 0 {
-        reasons.push(format!(
-            "{} CRITICAL finding(s): must fix before deploy",
-            c.critical
-        ));
+        reasons.push(format!("{} CRITICAL finding(s): must fix before deploy", c.critical));
     }
     if c.high > MAX_HIGH_TO_WARN {
-        reasons.push(format!(
-            "{} HIGH findings (> {MAX_HIGH_TO_WARN}): too many unresolved issues",
-            c.high
-        ));
+        reasons.push(format!("{} HIGH findings (> {MAX_HIGH_TO_WARN}): too many unresolved issues", c.high));
     }
     if !reasons.is_empty() {
         return (Decision::Block, false, reasons);
     }
     let mut needs_confirmation = false;
     if c.high > 0 {
-        reasons.push(format!(
-            "{} HIGH finding(s) (≤ {MAX_HIGH_TO_WARN}): proceed only with explicit confirmation",
-            c.high
-        ));
+        reasons.push(format!("{} HIGH finding(s) (≤ {MAX_HIGH_TO_WARN}): proceed only with explicit confirmation", c.high));
         needs_confirmation = true;
     }
     if input.no_audit {
@@ -149,15 +138,7 @@ mod tests {
 
     #[track_caller]
     fn check(critical: u32, high: u32, no_audit: bool, want: Decision, confirm: bool) {
-        let input = GateInput {
-            counts: Counts {
-                critical,
-                high,
-                medium: 5,
-                low: 9,
-            },
-            no_audit,
-        };
+        let input = GateInput { counts: Counts { critical, high, medium: 5, low: 9 }, no_audit };
         let (d, c, reasons) = decide(&input);
         assert_eq!((d, c), (want, confirm), "{reasons:?}");
         assert!(!reasons.is_empty());

@@ -15,6 +15,7 @@ pub mod local;
 pub mod ops;
 pub mod pipeline;
 pub mod process;
+pub mod provider;
 pub mod report;
 pub mod run;
 pub mod secret;

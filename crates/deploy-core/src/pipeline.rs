@@ -33,15 +33,7 @@ pub enum State {
 impl State {
     /// No event moves a run out of these.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Verified
-                | Self::RolledBack
-                | Self::Blocked
-                | Self::Declined
-                | Self::Cancelled
-                | Self::Interrupted
-        )
+        matches!(self, Self::Verified | Self::RolledBack | Self::Blocked | Self::Declined | Self::Cancelled | Self::Interrupted)
     }
 }
 
@@ -136,11 +128,7 @@ impl Machine {
     /// Applies an event, returning the next machine or a refusal. Pure.
     pub fn next(&self, event: Event) -> Result<Machine, Refusal> {
         use State as S;
-        let refuse = |why| Refusal {
-            state: self.state,
-            event,
-            why,
-        };
+        let refuse = |why| Refusal { state: self.state, event, why };
         if self.state.is_terminal() {
             return Err(refuse("the run is over"));
         }
@@ -148,27 +136,12 @@ impl Machine {
         match (self.state, event) {
             (_, Event::Cancel) => m.state = S::Cancelled,
             (_, Event::Interrupt) => m.state = S::Interrupted,
-            (
-                S::Planned,
-                Event::GateDecided {
-                    decision,
-                    needs_confirmation,
-                },
-            ) if self.kind != RunKind::Rollback => {
+            (S::Planned, Event::GateDecided { decision, needs_confirmation }) if self.kind != RunKind::Rollback => {
                 m.gate = Some(decision);
                 m.gate_needs_confirmation = needs_confirmation && decision == Decision::Warn;
-                m.state = if decision == Decision::Block {
-                    S::Blocked
-                } else {
-                    S::Gated
-                };
+                m.state = if decision == Decision::Block { S::Blocked } else { S::Gated };
             }
-            (
-                S::Planned | S::Gated,
-                Event::StagingEvidence {
-                    verified_for_commit,
-                },
-            ) => m.staging_verified = verified_for_commit,
+            (S::Planned | S::Gated, Event::StagingEvidence { verified_for_commit }) => m.staging_verified = verified_for_commit,
             (S::Gated, Event::ConfirmationRequested) => m.state = S::AwaitingConfirmation,
             (S::Gated | S::AwaitingConfirmation, Event::Confirmed) => {
                 m.confirmed = true;
@@ -192,12 +165,8 @@ impl Machine {
             (S::Failed, Event::VerifyStarted) if self.shipped => m.state = S::Verifying,
             (S::Verifying, Event::VerifyPassed) => m.state = S::Verified,
             (S::Verifying, Event::VerifyFailed) => m.state = S::Failed,
-            (S::Deployed | S::Verifying | S::Failed, Event::RollbackStarted) if self.shipped => {
-                m.state = S::RollingBack
-            }
-            (S::Planned, Event::RollbackStarted) if self.kind == RunKind::Rollback => {
-                m.state = S::RollingBack
-            }
+            (S::Deployed | S::Verifying | S::Failed, Event::RollbackStarted) if self.shipped => m.state = S::RollingBack,
+            (S::Planned, Event::RollbackStarted) if self.kind == RunKind::Rollback => m.state = S::RollingBack,
             (S::RollingBack, Event::RollbackFinished) => m.state = S::RolledBack,
             (S::RollingBack, Event::RollbackFailed) => m.state = S::Failed,
             _ => return Err(refuse("no such transition")),
@@ -212,21 +181,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn event() -> impl Strategy<Value = Event> {
-        let decision = prop_oneof![
-            Just(Decision::Proceed),
-            Just(Decision::Warn),
-            Just(Decision::Block)
-        ];
+        let decision = prop_oneof![Just(Decision::Proceed), Just(Decision::Warn), Just(Decision::Block)];
         prop_oneof![
-            (decision, any::<bool>()).prop_map(|(decision, needs_confirmation)| {
-                Event::GateDecided {
-                    decision,
-                    needs_confirmation,
-                }
-            }),
-            any::<bool>().prop_map(|v| Event::StagingEvidence {
-                verified_for_commit: v
-            }),
+            (decision, any::<bool>()).prop_map(|(decision, needs_confirmation)| { Event::GateDecided { decision, needs_confirmation } }),
+            any::<bool>().prop_map(|v| Event::StagingEvidence { verified_for_commit: v }),
             Just(Event::ConfirmationRequested),
             Just(Event::Confirmed),
             Just(Event::Declined),
@@ -245,11 +203,7 @@ mod tests {
     }
 
     fn kind() -> impl Strategy<Value = RunKind> {
-        prop_oneof![
-            Just(RunKind::Staging),
-            Just(RunKind::Production),
-            Just(RunKind::Rollback)
-        ]
+        prop_oneof![Just(RunKind::Staging), Just(RunKind::Production), Just(RunKind::Rollback)]
     }
 
     proptest! {
@@ -310,13 +264,8 @@ mod tests {
     fn the_happy_production_path() {
         let mut m = Machine::new(RunKind::Production, Environment::Production, false);
         for e in [
-            Event::GateDecided {
-                decision: Decision::Proceed,
-                needs_confirmation: false,
-            },
-            Event::StagingEvidence {
-                verified_for_commit: true,
-            },
+            Event::GateDecided { decision: Decision::Proceed, needs_confirmation: false },
+            Event::StagingEvidence { verified_for_commit: true },
             Event::ConfirmationRequested,
             Event::Confirmed,
             Event::DeployStarted,
@@ -336,27 +285,13 @@ mod tests {
     #[test]
     fn unconfirmed_production_is_refused() {
         let m = Machine::new(RunKind::Production, Environment::Production, false)
-            .next(Event::GateDecided {
-                decision: Decision::Proceed,
-                needs_confirmation: false,
-            })
+            .next(Event::GateDecided { decision: Decision::Proceed, needs_confirmation: false })
             .unwrap()
-            .next(Event::StagingEvidence {
-                verified_for_commit: true,
-            })
+            .next(Event::StagingEvidence { verified_for_commit: true })
             .unwrap();
         let r = m.next(Event::DeployStarted).unwrap_err();
         assert_eq!(r.why, "a human has not confirmed");
-        let m = m
-            .next(Event::Confirmed)
-            .unwrap()
-            .next(Event::StagingEvidence {
-                verified_for_commit: false,
-            })
-            .unwrap();
-        assert_eq!(
-            m.next(Event::DeployStarted).unwrap_err().why,
-            "no verified staging run for this commit"
-        );
+        let m = m.next(Event::Confirmed).unwrap().next(Event::StagingEvidence { verified_for_commit: false }).unwrap();
+        assert_eq!(m.next(Event::DeployStarted).unwrap_err().why, "no verified staging run for this commit");
     }
 }

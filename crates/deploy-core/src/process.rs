@@ -15,9 +15,7 @@ use crate::secret::{Redactor, Secret};
 
 /// Variables every child gets from the server's environment; nothing else leaks unless a
 /// command names it with [`Cmd::pass_env`].
-const BASE_ENV: &[&str] = &[
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ", "SHELL",
-];
+const BASE_ENV: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ", "SHELL"];
 
 /// Default cap on captured output per stream.
 pub const DEFAULT_MAX_OUTPUT: usize = 256 * 1024;
@@ -59,11 +57,7 @@ impl Cmd {
     /// Builds a command from an argv list as written in the config (`["python3", "app.py"]`).
     pub fn from_argv(argv: &[String], cwd: impl Into<PathBuf>, field: &str) -> Result<Self> {
         let (program, rest) = argv.split_first().ok_or_else(|| {
-            CoreError::invalid(
-                field,
-                "the command is empty",
-                "give the program and its arguments as a list, e.g. [\"make\", \"build\"]",
-            )
+            CoreError::invalid(field, "the command is empty", "give the program and its arguments as a list, e.g. [\"make\", \"build\"]")
         })?;
         Ok(Self::new(program, cwd).args(rest))
     }
@@ -125,20 +119,13 @@ impl Cmd {
 
     /// The command line for logs and reports (secrets are never in arguments).
     pub fn display(&self) -> String {
-        std::iter::once(self.program.as_str())
-            .chain(self.args.iter().map(String::as_str))
-            .collect::<Vec<_>>()
-            .join(" ")
+        std::iter::once(self.program.as_str()).chain(self.args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ")
     }
 
-    fn build(&self, redactor: &Redactor) -> tokio::process::Command {
+    fn build(&self, redactor: &Redactor, own_group: bool) -> tokio::process::Command {
         let mut c = tokio::process::Command::new(&self.program);
         c.args(&self.args).current_dir(&self.cwd).env_clear();
-        for name in BASE_ENV
-            .iter()
-            .copied()
-            .chain(self.pass_env.iter().map(String::as_str))
-        {
+        for name in BASE_ENV.iter().copied().chain(self.pass_env.iter().map(String::as_str)) {
             if let Ok(v) = std::env::var(name) {
                 if crate::secret::is_secret_name(name) {
                     redactor.add(&v);
@@ -156,7 +143,10 @@ impl Cmd {
             };
         }
         // Its own process group, so a timeout or cancel kills the whole tree (npm → node …).
-        c.process_group(0);
+        // A detached child gets a whole new session instead (setsid refuses group leaders).
+        if own_group {
+            c.process_group(0);
+        }
         c
     }
 }
@@ -177,11 +167,7 @@ impl Output {
 
     /// The last lines of stderr (or stdout when stderr is empty), for error messages.
     pub fn tail(&self, lines: usize) -> String {
-        let text = if self.stderr.trim().is_empty() {
-            &self.stdout
-        } else {
-            &self.stderr
-        };
+        let text = if self.stderr.trim().is_empty() { &self.stdout } else { &self.stderr };
         let all: Vec<&str> = text.trim_end().lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
@@ -213,13 +199,9 @@ impl Runner {
     pub async fn run(&self, cmd: &Cmd, cancel: &CancellationToken) -> Result<Output> {
         let started = Instant::now();
         tracing::debug!(cmd = %cmd.display(), cwd = %cmd.cwd.display(), "run");
-        let mut command = cmd.build(&self.redactor);
+        let mut command = cmd.build(&self.redactor, true);
         command
-            .stdin(if cmd.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -267,11 +249,7 @@ impl Runner {
         if out.success() {
             Ok(out)
         } else {
-            Err(CoreError::ProgramFailed {
-                program: cmd.display(),
-                status: out.status_text(),
-                stderr_tail: out.tail(20),
-            })
+            Err(CoreError::ProgramFailed { program: cmd.display(), status: out.status_text(), stderr_tail: out.tail(20) })
         }
     }
 
@@ -279,29 +257,18 @@ impl Runner {
     /// output appended to `log`. The caller owns the child.
     pub fn spawn_service(&self, cmd: &Cmd, log: &Path) -> Result<Service> {
         let (out, err) = log_files(log)?;
-        let mut command = cmd.build(&self.redactor);
-        command
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .kill_on_drop(false);
+        let mut command = cmd.build(&self.redactor, true);
+        command.stdin(Stdio::null()).stdout(out).stderr(err).kill_on_drop(false);
         let child = command.spawn().map_err(|e| spawn_error(cmd, e))?;
-        Ok(Service {
-            pid: child.id().unwrap_or(0),
-            child,
-        })
+        Ok(Service { pid: child.id().unwrap_or(0), child })
     }
 
     /// Starts a program fully detached from this one (a new session, no inherited stdio), so
     /// it outlives the caller. Returns its pid.
     pub fn spawn_detached(&self, cmd: &Cmd, log: &Path) -> Result<u32> {
         let (out, err) = log_files(log)?;
-        let mut command = cmd.build(&self.redactor);
-        command
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .kill_on_drop(false);
+        let mut command = cmd.build(&self.redactor, false);
+        command.stdin(Stdio::null()).stdout(out).stderr(err).kill_on_drop(false);
         new_session(&mut command);
         let child = command.spawn().map_err(|e| spawn_error(cmd, e))?;
         let pid = child.id().unwrap_or(0);
@@ -330,10 +297,7 @@ impl Service {
     /// Asks the whole group to stop (SIGTERM), then kills it after `grace`.
     pub async fn stop(&mut self, grace: Duration) {
         signal_group(self.pid, Signal::Term);
-        if tokio::time::timeout(grace, self.child.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
             signal_group(self.pid, Signal::Kill);
             let _ = self.child.wait().await;
         }
@@ -343,17 +307,14 @@ impl Service {
 
 fn log_files(log: &Path) -> Result<(std::fs::File, std::fs::File)> {
     if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
     }
     let f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .map_err(|e| CoreError::io(format!("opening {}", log.display()), e))?;
-    let f2 = f
-        .try_clone()
-        .map_err(|e| CoreError::io(format!("opening {}", log.display()), e))?;
+    let f2 = f.try_clone().map_err(|e| CoreError::io(format!("opening {}", log.display()), e))?;
     Ok((f, f2))
 }
 
@@ -366,33 +327,21 @@ fn spawn_error(cmd: &Cmd, e: std::io::Error) -> CoreError {
                 hint: "check the project directory".into(),
             };
         }
-        return CoreError::ProgramMissing {
-            program: cmd.program.clone(),
-            hint: install_hint(&cmd.program),
-        };
+        return CoreError::ProgramMissing { program: cmd.program.clone(), hint: install_hint(&cmd.program) };
     }
     CoreError::io(format!("starting {}", cmd.program), e)
 }
 
 /// How to install a program oc-deploy needs.
 pub fn install_hint(program: &str) -> String {
-    let name = Path::new(program)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or(program);
+    let name = Path::new(program).file_name().and_then(|n| n.to_str()).unwrap_or(program);
     match name {
-        "git" => {
-            "install git (Debian/Ubuntu: apt-get install git; macOS: xcode-select --install)".into()
-        }
-        "wrangler" | "npx" | "npm" | "node" => {
-            "install Node.js 20+, then: npm i -g wrangler".into()
-        }
+        "git" => "install git (Debian/Ubuntu: apt-get install git; macOS: xcode-select --install)".into(),
+        "wrangler" | "npx" | "npm" | "node" => "install Node.js 20+, then: npm i -g wrangler".into(),
         "heroku" => "install the Heroku CLI: npm i -g heroku".into(),
         "fly" | "flyctl" => "install flyctl: https://fly.io/docs/flyctl/install/".into(),
         "render" => "install the Render CLI: https://render.com/docs/cli".into(),
-        "cargo-shuttle" | "shuttle" => {
-            "install the Shuttle CLI: cargo install cargo-shuttle".into()
-        }
+        "cargo-shuttle" | "shuttle" => "install the Shuttle CLI: cargo install cargo-shuttle".into(),
         "tar" => "install tar (Debian/Ubuntu: apt-get install tar)".into(),
         other => format!("install `{other}` or fix the command in .oc-deploy-ops.json"),
     }
@@ -420,11 +369,7 @@ async fn read_capped<R: AsyncRead + Unpin>(reader: Option<R>, cap: usize) -> Str
         }
     }
     let text = String::from_utf8_lossy(&kept).into_owned();
-    if dropped > 0 {
-        format!("[… {dropped} bytes of earlier output dropped]\n{text}")
-    } else {
-        text
-    }
+    if dropped > 0 { format!("[… {dropped} bytes of earlier output dropped]\n{text}") } else { text }
 }
 
 enum Signal {
@@ -477,9 +422,7 @@ pub fn pid_alive(pid: u32) -> bool {
         Err(_) => return false,
     };
     // A zombie is dead for our purposes.
-    !stat
-        .rsplit_once(')')
-        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
 }
 
 #[allow(unsafe_code)]
@@ -506,25 +449,13 @@ mod tests {
     #[tokio::test]
     async fn arguments_stay_literal() {
         let dir = std::env::temp_dir();
-        let out = runner()
-            .run(
-                &Cmd::new("echo", &dir).arg("$HOME; rm -rf /").arg("`id`"),
-                &CancellationToken::new(),
-            )
-            .await
-            .unwrap();
+        let out = runner().run(&Cmd::new("echo", &dir).arg("$HOME; rm -rf /").arg("`id`"), &CancellationToken::new()).await.unwrap();
         assert_eq!(out.stdout.trim(), "$HOME; rm -rf / `id`");
     }
 
     #[tokio::test]
     async fn missing_program_has_a_hint() {
-        let err = runner()
-            .run(
-                &Cmd::new("wrangler-does-not-exist", "/"),
-                &CancellationToken::new(),
-            )
-            .await
-            .unwrap_err();
+        let err = runner().run(&Cmd::new("wrangler-does-not-exist", "/"), &CancellationToken::new()).await.unwrap_err();
         assert_eq!(err.code(), "program_missing");
     }
 
@@ -534,13 +465,8 @@ mod tests {
         let marker = dir.path().join("survived");
         // A grandchild that would write the marker after 2 s if the group survived.
         let script = format!("(sleep 2; touch {}) & sleep 30", marker.display());
-        let cmd = Cmd::new("sh", dir.path())
-            .args(["-c", script.as_str()])
-            .timeout(Duration::from_millis(300));
-        let err = runner()
-            .run(&cmd, &CancellationToken::new())
-            .await
-            .unwrap_err();
+        let cmd = Cmd::new("sh", dir.path()).args(["-c", script.as_str()]).timeout(Duration::from_millis(300));
+        let err = runner().run(&cmd, &CancellationToken::new()).await.unwrap_err();
         assert_eq!(err.code(), "timeout");
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert!(!marker.exists(), "a grandchild outlived the timeout");
@@ -555,10 +481,7 @@ mod tests {
             c2.cancel();
         });
         let started = Instant::now();
-        let err = runner()
-            .run(&Cmd::new("sleep", "/").arg("30"), &cancel)
-            .await
-            .unwrap_err();
+        let err = runner().run(&Cmd::new("sleep", "/").arg("30"), &cancel).await.unwrap_err();
         assert_eq!(err.code(), "cancelled");
         assert!(started.elapsed() < Duration::from_secs(10));
     }
@@ -568,9 +491,7 @@ mod tests {
         let r = Redactor::default();
         r.add("s3cr3t-value");
         let runner = Runner::new(r);
-        let cmd = Cmd::new("printf", "/")
-            .arg("token=s3cr3t-value and more text here")
-            .max_output(16);
+        let cmd = Cmd::new("printf", "/").arg("token=s3cr3t-value and more text here").max_output(16);
         let out = runner.run(&cmd, &CancellationToken::new()).await.unwrap();
         assert!(!out.stdout.contains("s3cr3t"));
         assert!(out.stdout.contains("dropped"));

@@ -39,18 +39,8 @@ pub const MASK: &str = "[REDACTED]";
 const MIN_SECRET_LEN: usize = 6;
 
 /// Environment variable names whose values are treated as secrets when present.
-const SECRET_NAME_MARKERS: &[&str] = &[
-    "TOKEN",
-    "SECRET",
-    "PASSWORD",
-    "PASSWD",
-    "API_KEY",
-    "APIKEY",
-    "PRIVATE_KEY",
-    "WEBHOOK",
-    "CREDENTIAL",
-    "AUTH",
-];
+const SECRET_NAME_MARKERS: &[&str] =
+    &["TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "PRIVATE_KEY", "WEBHOOK", "CREDENTIAL", "AUTH"];
 
 /// Knows every secret value of the process and masks them in text. Cheap to clone.
 #[derive(Clone, Default)]
@@ -132,10 +122,7 @@ mod tests {
         let r = Redactor::default();
         r.add("abcdef");
         r.add("abcdef-ghijkl");
-        assert_eq!(
-            r.redact("x abcdef-ghijkl y abcdef"),
-            format!("x {MASK} y {MASK}")
-        );
+        assert_eq!(r.redact("x abcdef-ghijkl y abcdef"), format!("x {MASK} y {MASK}"));
         r.add("abc"); // too short to be a meaningful secret
         assert_eq!(r.redact("abc"), "abc");
     }

@@ -1,1 +1,449 @@
-//! (being written)
+//! The project's records in `.checkpoints/`: the skill's checkpoint (read-modify-write under a
+//! file lock, written atomically), the append-only run log, and one lock per environment whose
+//! holder is named to anyone refused and taken over when its process died.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Environment, RunId, now_rfc3339};
+use crate::error::{CoreError, Result};
+use crate::gate::{Counts, Decision};
+use crate::pipeline::State;
+use crate::run::{RunRecord, RunStatus};
+use crate::smoke::HealthBaseline;
+
+pub const CHECKPOINT_DIR: &str = ".checkpoints";
+pub const SKILL: &str = "oc-deploy-ops";
+pub const CHECKPOINT_FILE: &str = "oc-deploy-ops.checkpoint.json";
+pub const RUNS_FILE: &str = "oc-deploy-ops.runs.jsonl";
+const LOCK_DIR: &str = "oc-deploy-ops.locks";
+
+/// `.checkpoints/oc-deploy-ops.checkpoint.json`. Unknown fields written by other tools are kept.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Checkpoint {
+    #[serde(default = "skill_name")]
+    pub skill: String,
+    #[serde(default)]
+    pub updated_at: String,
+    #[serde(default)]
+    pub skill_state: SkillState,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+fn skill_name() -> String {
+    SKILL.into()
+}
+
+/// The skill's `skill_state` template, plus what oc-deploy needs to keep its promises.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct SkillState {
+    /// The environment of the last deploy.
+    #[serde(default)]
+    pub current_env: Option<Environment>,
+    #[serde(default)]
+    pub staging_version: Option<String>,
+    #[serde(default)]
+    pub prod_version: Option<String>,
+    /// Production's version before the last production deploy (rollback target).
+    #[serde(default)]
+    pub prev_prod_version: Option<String>,
+    #[serde(default)]
+    pub last_deploy: Option<String>,
+    /// Last smoke run: test name → "pass" | "fail".
+    #[serde(default)]
+    pub smoke_results: BTreeMap<String, String>,
+    #[serde(default)]
+    pub rollback_available: bool,
+    /// Per environment: what runs there and whether it is verified.
+    #[serde(default)]
+    pub environments: BTreeMap<Environment, EnvState>,
+    /// The last gate decision.
+    #[serde(default)]
+    pub last_gate: Option<GateSummary>,
+    /// Latencies of the last healthy check, per environment.
+    #[serde(default)]
+    pub health_baselines: BTreeMap<Environment, HealthBaseline>,
+    /// The last health verdict per environment.
+    #[serde(default)]
+    pub last_health: BTreeMap<Environment, HealthSummary>,
+    /// What oc-monitoring-ops reads to learn what shipped.
+    #[serde(default)]
+    pub monitoring: Option<MonitoringHandoff>,
+    #[serde(default)]
+    pub pm: PmState,
+    #[serde(default)]
+    pub pm_deferred_actions: Vec<serde_json::Value>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct EnvState {
+    pub version: Option<String>,
+    pub commit: Option<String>,
+    pub deployed_at: Option<String>,
+    pub run_id: Option<RunId>,
+    pub url: Option<String>,
+    /// The commit whose smoke tests last passed here (production's pre-promotion check).
+    pub verified_commit: Option<String>,
+    /// "pass" or "fail" of the last smoke run.
+    pub last_smoke: Option<String>,
+    pub previous_version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GateSummary {
+    pub decision: Decision,
+    pub counts: Counts,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HealthSummary {
+    pub verdict: String,
+    pub at: String,
+    pub max_latency_ms: u64,
+    pub failed: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MonitoringHandoff {
+    pub version: String,
+    pub commit_sha: String,
+    pub prod_url: String,
+    pub shipped_at: String,
+    pub run_id: RunId,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct PmState {
+    #[serde(default)]
+    pub deploy_tickets: Vec<serde_json::Value>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// One line of the run log: the run as it stood after `event`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LogLine {
+    event: String,
+    at: String,
+    run: RunRecord,
+}
+
+/// Who holds an environment's lock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LockHolder {
+    pub run_id: RunId,
+    pub pid: u32,
+    pub since: String,
+    pub env: Environment,
+}
+
+/// An environment's lock; released on drop.
+#[derive(Debug)]
+pub struct EnvLock {
+    file: File,
+    /// The holder whose process died without releasing; its run was marked interrupted.
+    pub taken_over: Option<LockHolder>,
+}
+
+impl Drop for EnvLock {
+    fn drop(&mut self) {
+        // Clear the holder record before unlocking, so a later taker sees a clean release.
+        let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
+    }
+}
+
+/// The records of one project.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub fn new(root: &Path) -> Self {
+        Self { dir: root.join(CHECKPOINT_DIR) }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.dir.join(CHECKPOINT_FILE)
+    }
+
+    pub fn runs_path(&self) -> PathBuf {
+        self.dir.join(RUNS_FILE)
+    }
+
+    fn mkdir(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| CoreError::io(format!("creating {}", self.dir.display()), e))
+    }
+
+    /// The checkpoint, or an empty one when none was written yet.
+    pub fn load(&self) -> Result<Checkpoint> {
+        let path = self.checkpoint_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| CoreError::NotFound {
+                what: "checkpoint".into(),
+                message: format!("{} is not a valid checkpoint: {e}", path.display()),
+                hint: "restore it from version control or delete it to start fresh".into(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Checkpoint { skill: SKILL.into(), ..Default::default() }),
+            Err(e) => Err(CoreError::io(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    /// Changes the checkpoint under a lock, so concurrent runs on different environments never
+    /// lose each other's updates, and writes it atomically.
+    pub fn update(&self, f: impl FnOnce(&mut SkillState)) -> Result<Checkpoint> {
+        self.mkdir()?;
+        let lock_path = self.dir.join(".oc-deploy-ops.checkpoint.lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| CoreError::io(format!("opening {}", lock_path.display()), e))?;
+        lock.lock().map_err(|e| CoreError::io("locking the checkpoint", e))?;
+        let mut cp = self.load()?;
+        f(&mut cp.skill_state);
+        cp.skill = SKILL.into();
+        cp.updated_at = now_rfc3339();
+        let result = crate::fsutil::write_json_atomic(&self.checkpoint_path(), &cp);
+        let _ = lock.unlock();
+        result.map(|()| cp)
+    }
+
+    /// Appends the run as it stands to the run log (one JSON line, one write).
+    pub fn append_run(&self, run: &RunRecord, event: &str) -> Result<()> {
+        self.mkdir()?;
+        let mut line = serde_json::to_vec(&LogLine { event: event.into(), at: now_rfc3339(), run: run.clone() })
+            .map_err(|e| CoreError::io("serialising a run", e.into()))?;
+        line.push(b'\n');
+        let path = self.runs_path();
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| CoreError::io(format!("opening {}", path.display()), e))?;
+        f.write_all(&line).map_err(|e| CoreError::io(format!("appending to {}", path.display()), e))?;
+        f.sync_data().map_err(|e| CoreError::io(format!("syncing {}", path.display()), e))
+    }
+
+    /// Every run as last recorded, oldest first. A torn last line (a crash mid-write) is skipped.
+    pub fn runs(&self) -> Result<Vec<RunRecord>> {
+        let path = self.runs_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(CoreError::io(format!("reading {}", path.display()), e)),
+        };
+        let mut order: Vec<RunId> = Vec::new();
+        let mut latest: BTreeMap<RunId, RunRecord> = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let Ok(l) = serde_json::from_str::<LogLine>(line) else {
+                tracing::warn!(file = %path.display(), "skipping an unreadable run-log line");
+                continue;
+            };
+            if !latest.contains_key(&l.run.run_id) {
+                order.push(l.run.run_id.clone());
+            }
+            latest.insert(l.run.run_id.clone(), l.run);
+        }
+        Ok(order.into_iter().filter_map(|id| latest.remove(&id)).collect())
+    }
+
+    pub fn run(&self, id: &RunId) -> Result<Option<RunRecord>> {
+        Ok(self.runs()?.into_iter().find(|r| &r.run_id == id))
+    }
+
+    fn lock_path(&self, env: Environment) -> PathBuf {
+        self.dir.join(LOCK_DIR).join(format!("{env}.lock"))
+    }
+
+    /// Takes the environment's lock for a run, or refuses naming the holder. A holder whose
+    /// process died left its record behind: the lock is taken over and its run marked
+    /// interrupted.
+    pub fn lock_env(&self, env: Environment, run_id: &RunId) -> Result<EnvLock> {
+        let path = self.lock_path(env);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| CoreError::io(format!("opening {}", path.display()), e))?;
+        if file.try_lock().is_err() {
+            let holder = read_holder(&path);
+            return Err(match holder {
+                Some(h) => CoreError::Locked { env: env.to_string(), run_id: h.run_id.to_string(), pid: h.pid, since: h.since },
+                None => CoreError::Locked { env: env.to_string(), run_id: "unknown".into(), pid: 0, since: "unknown".into() },
+            });
+        }
+        let mut previous = String::new();
+        let _ = file.read_to_string(&mut previous);
+        let taken_over = serde_json::from_str::<LockHolder>(&previous).ok();
+        let me = LockHolder { run_id: run_id.clone(), pid: std::process::id(), since: now_rfc3339(), env };
+        let body = serde_json::to_vec(&me).map_err(|e| CoreError::io("serialising lock holder", e.into()))?;
+        file.set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| file.write_all(&body))
+            .and_then(|()| file.sync_data())
+            .map_err(|e| CoreError::io(format!("writing {}", path.display()), e))?;
+        let lock = EnvLock { file, taken_over };
+        if let Some(dead) = &lock.taken_over {
+            tracing::warn!(run = %dead.run_id, pid = dead.pid, %env, "taking over the lock of a dead run");
+            self.mark_interrupted(&dead.run_id)?;
+        }
+        Ok(lock)
+    }
+
+    /// Who holds the environment's lock right now, if anyone alive does.
+    pub fn lock_holder(&self, env: Environment) -> Option<LockHolder> {
+        let path = self.lock_path(env);
+        let file = OpenOptions::new().read(true).write(true).open(&path).ok()?;
+        if file.try_lock().is_ok() {
+            let _ = file.unlock();
+            return None;
+        }
+        read_holder(&path)
+    }
+
+    fn mark_interrupted(&self, id: &RunId) -> Result<()> {
+        if let Some(mut run) = self.run(id)? {
+            if run.status == RunStatus::Running {
+                run.status = RunStatus::Interrupted;
+                run.state = State::Interrupted;
+                run.finished_at = Some(now_rfc3339());
+                run.notes.push("the process running this deploy died; the next run took its lock over".into());
+                self.append_run(&run, "interrupted")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_holder(path: &Path) -> Option<LockHolder> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The JSON Schema of the checkpoint file.
+pub fn checkpoint_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Checkpoint)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::RunKind;
+
+    fn run(id: &RunId, status: RunStatus) -> RunRecord {
+        RunRecord {
+            run_id: id.clone(),
+            kind: RunKind::Staging,
+            env: Environment::Staging,
+            project: "p".into(),
+            platform: "local".into(),
+            commit: None,
+            version: None,
+            strategy: None,
+            status,
+            state: State::Deploying,
+            started_at: now_rfc3339(),
+            finished_at: None,
+            duration_ms: 0,
+            pid: 1,
+            steps: vec![],
+            gate: None,
+            previous_version: None,
+            direct: false,
+            dry_run: false,
+            confirmed_by: None,
+            smoke: vec![],
+            health: vec![],
+            rollback: None,
+            error: None,
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn a_second_locker_is_refused_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let a = RunId::generate();
+        let held = store.lock_env(Environment::Staging, &a).unwrap();
+        let err = store.lock_env(Environment::Staging, &RunId::generate()).unwrap_err();
+        assert_eq!(err.code(), "environment_locked");
+        assert!(err.to_string().contains(a.as_str()), "{err}");
+        assert_eq!(store.lock_holder(Environment::Staging).unwrap().run_id, a);
+        // Production is independent.
+        let _p = store.lock_env(Environment::Production, &RunId::generate()).unwrap();
+        drop(held);
+        assert!(store.lock_holder(Environment::Staging).is_none());
+        let again = store.lock_env(Environment::Staging, &RunId::generate()).unwrap();
+        assert!(again.taken_over.is_none(), "a clean release leaves no holder behind");
+    }
+
+    #[test]
+    fn a_dead_holders_lock_is_taken_over_and_its_run_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let dead = RunId::generate();
+        store.append_run(&run(&dead, RunStatus::Running), "started").unwrap();
+        // What a killed process leaves: the holder record, with no lock held.
+        let path = store.lock_path(Environment::Staging);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let holder = LockHolder { run_id: dead.clone(), pid: 999_999, since: now_rfc3339(), env: Environment::Staging };
+        std::fs::write(&path, serde_json::to_vec(&holder).unwrap()).unwrap();
+        let lock = store.lock_env(Environment::Staging, &RunId::generate()).unwrap();
+        assert_eq!(lock.taken_over.as_ref().unwrap().run_id, dead);
+        assert_eq!(store.run(&dead).unwrap().unwrap().status, RunStatus::Interrupted);
+    }
+
+    #[test]
+    fn run_log_folds_to_latest_and_survives_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let a = RunId::generate();
+        store.append_run(&run(&a, RunStatus::Running), "started").unwrap();
+        store.append_run(&run(&a, RunStatus::Succeeded), "finished").unwrap();
+        let mut f = OpenOptions::new().append(true).open(store.runs_path()).unwrap();
+        f.write_all(b"{\"event\":\"step\",\"run\":{\"run_id\":").unwrap();
+        let runs = store.runs().unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].status, RunStatus::Succeeded);
+    }
+
+    #[test]
+    fn checkpoint_keeps_unknown_fields_and_the_skill_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        std::fs::create_dir_all(store.dir()).unwrap();
+        std::fs::write(store.checkpoint_path(), r#"{"skill":"oc-deploy-ops","updated_at":"2026-04-01T10:00:00Z","other_tool":1,"skill_state":{"current_env":"staging","staging_version":"abc123","smoke_results":{"health":"pass"},"rollback_available":true,"custom":"kept"}}"#).unwrap();
+        store.update(|s| s.prod_version = Some("def456".into())).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(store.checkpoint_path()).unwrap()).unwrap();
+        assert_eq!(v["other_tool"], 1);
+        assert_eq!(v["skill_state"]["custom"], "kept");
+        assert_eq!(v["skill_state"]["staging_version"], "abc123");
+        assert_eq!(v["skill_state"]["prod_version"], "def456");
+        assert_eq!(v["skill_state"]["rollback_available"], true);
+        assert!(v["skill_state"]["pm"]["deploy_tickets"].is_array());
+        assert!(v["skill_state"]["pm_deferred_actions"].is_array());
+        assert_ne!(v["updated_at"], "2026-04-01T10:00:00Z");
+    }
+}

@@ -1,0 +1,48 @@
+//! The setup toolset: project detection and config (init), and the audit gate.
+
+use deploy_core::gate::GateResult;
+use deploy_core::ops::{self, InitOutcome};
+use rmcp::handler::server::tool::schema_for_output;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::CallToolResult;
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, tool, tool_router};
+
+use super::args::{AuditArgs, InitArgs};
+use super::result;
+use crate::render;
+use crate::server::{OcDeploy, tool_error};
+
+#[tool_router(router = setup_router, vis = "pub(crate)")]
+impl OcDeploy {
+    #[tool(
+        name = "deploy_init",
+        title = "Set up deployment",
+        description = "Detect platform and language, propose .oc-deploy-ops.json and run the setup checklist (CLI, auth, environments, ports). Writes the config only with write: true and never overwrites one.",
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<InitOutcome>()
+    )]
+    async fn deploy_init(&self, Parameters(a): Parameters<InitArgs>, rc: RequestContext<RoleServer>) -> CallToolResult {
+        let ctx = match self.ctx(a.project_dir.as_deref(), &rc) {
+            Ok(c) => c,
+            Err(e) => return tool_error(&e, &self.redactor),
+        };
+        result(ops::init(&ctx, a.platform, a.write).await, render::init, &self.redactor)
+    }
+
+    #[tool(
+        name = "deploy_audit",
+        title = "Pre-deploy audit gate",
+        description = "Read the oc-code-auditor (1 h) and oc-security-auditor (24 h) checkpoints, run the project's audit command, apply the gate: proceed, warn or block, with findings.",
+        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<GateResult>()
+    )]
+    async fn deploy_audit(&self, Parameters(a): Parameters<AuditArgs>, rc: RequestContext<RoleServer>) -> CallToolResult {
+        let ctx = match self.ctx(a.project_dir.as_deref(), &rc) {
+            Ok(c) => c,
+            Err(e) => return tool_error(&e, &self.redactor),
+        };
+        let _ = a.env;
+        result(ops::audit(&ctx).await, render::gate, &self.redactor)
+    }
+}

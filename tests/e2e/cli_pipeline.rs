@@ -1,0 +1,140 @@
+//! The whole pipeline through the CLI, on the local platform, as an operator would run it.
+
+use oc_deploy_e2e::{Project, get};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_pipeline_then_a_failing_release_is_rolled_back_automatically() {
+    let p = Project::sample();
+    let v1 = p.head_short();
+
+    let (code, st) = p.cli_json(&["staging"]);
+    assert_eq!(code, 0, "{st:#}");
+    assert_eq!(st["status"], "succeeded");
+    assert_eq!(st["version"], v1.as_str());
+    let (status, body, served) = get(&format!("{}/health", p.staging_url())).await;
+    assert_eq!((status, served.as_deref()), (200, Some(v1.as_str())), "{body}");
+
+    // Without a terminal and without --yes, production asks for confirmation and ships nothing.
+    let (code, ask) = p.cli_json(&["prod"]);
+    assert_eq!(code, 3, "{ask:#}");
+    assert_eq!(ask["status"], "confirmation_required");
+    let token = ask["confirmation_token"].as_str().unwrap().to_owned();
+    assert_eq!(ask["plan"]["version"], v1.as_str());
+    assert!(reqwest::get(p.prod_url()).await.is_err(), "nothing may listen on production yet");
+
+    // The token ships exactly the plan it was issued for, once.
+    let (code, p1) = p.cli_json(&["prod", "--confirmation", &token]);
+    assert_eq!(code, 0, "{p1:#}");
+    assert_eq!(p1["status"], "succeeded");
+    assert_eq!(p1["confirmed_by"], "confirmation token");
+    let (status, _, served) = get(&format!("{}/health", p.prod_url())).await;
+    assert_eq!((status, served.as_deref()), (200, Some(v1.as_str())));
+    let (code, again) = p.cli_json(&["prod", "--confirmation", &token]);
+    assert_ne!(code, 0);
+    assert_eq!(again["code"], "confirmation_refused", "{again:#}");
+
+    // A release that passes staging but fails in production.
+    let v2 = p.commit_failing_in_production();
+    let (code, st2) = p.cli_json(&["staging"]);
+    assert_eq!(code, 0, "{st2:#}");
+    let (code, p2) = p.cli_json(&["prod", "--yes"]);
+    assert_eq!(code, 1, "{p2:#}");
+    assert_eq!(p2["status"], "rolled_back");
+    assert_eq!(p2["previous_version"], v1.as_str());
+    assert_eq!(p2["rollback"]["automatic"], true);
+    assert_eq!(p2["rollback"]["from_version"], v2.as_str());
+    let steps: Vec<&str> = p2["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    for want in ["gate", "staging-verified", "confirm", "record-previous", "deploy-api", "health", "wait", "health-recheck", "rollback"] {
+        assert!(steps.contains(&want), "missing step {want} in {steps:?}");
+    }
+    // The stable port serves the old release again.
+    let (status, body, served) = get(&format!("{}/health", p.prod_url())).await;
+    assert_eq!((status, served.as_deref()), (200, Some(v1.as_str())), "{body}");
+
+    // The checkpoint tells other skills what runs where.
+    let cp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.root.join(".checkpoints/oc-deploy-ops.checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(cp["skill_state"]["prod_version"], v1.as_str());
+    assert_eq!(cp["skill_state"]["staging_version"], v2.as_str());
+    assert_eq!(cp["skill_state"]["rollback_available"], true);
+
+    // The incident report of the rolled-back run.
+    let out = p.cli(&["report", "--run-id", p2["run_id"].as_str().unwrap()]);
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.contains("```mermaid"), "{md}");
+    assert!(md.contains(&v1) && md.contains(&v2), "{md}");
+
+    // A manual rollback needs a reason.
+    let out = p.cli(&["rollback", "--reason", ""]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn production_refuses_a_commit_staging_has_not_verified() {
+    let p = Project::sample();
+    let (code, st) = p.cli_json(&["staging"]);
+    assert_eq!(code, 0, "{st:#}");
+    p.commit_change("not yet on staging");
+    let (code, r) = p.cli_json(&["prod", "--yes"]);
+    assert_eq!(code, 1, "{r:#}");
+    assert_eq!(r["status"], "blocked");
+    assert!(r["error"]["hint"].as_str().unwrap().contains("deploy_staging"), "{r:#}");
+    // `direct` ships it and says so.
+    let (code, r) = p.cli_json(&["prod", "--yes", "--direct"]);
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["direct"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_with_a_wrong_field_names_it() {
+    let p = Project::with_config(|c| {
+        c["smoke_tests"][0]["expect_stauts"] = 200.into();
+    });
+    let (code, r) = p.cli_json(&["staging"]);
+    assert_eq!(code, 2, "{r:#}");
+    assert_eq!(r["code"], "config_invalid");
+    assert!(r["message"].as_str().unwrap().contains("smoke_tests[0].expect_stauts"), "{r:#}");
+    assert!(r["hint"].as_str().unwrap().contains(".oc-deploy-ops.json"));
+    // Nothing was started, nothing half-written.
+    assert!(!p.root.join(".checkpoints/oc-deploy-ops.checkpoint.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_concurrent_deploys_to_one_environment_one_is_refused() {
+    // A slow build keeps the first deploy holding the staging lock.
+    let p = Project::with_config(|c| {
+        c["local"]["build"] = serde_json::json!(["sleep", "3"]);
+    });
+    let a = tokio::task::spawn_blocking({
+        let root = p.root.clone();
+        move || {
+            std::process::Command::new(oc_deploy_e2e::bin())
+                .args(["staging", "--json", "--project-dir"])
+                .arg(root)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let (code_b, b) = p.cli_json(&["staging"]);
+    let a = a.await.unwrap();
+    let a: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    assert_eq!(a["status"], "succeeded", "{a:#}");
+    assert_eq!(code_b, 1, "{b:#}");
+    assert_eq!(b["code"], "environment_locked", "{b:#}");
+    assert!(b["message"].as_str().unwrap().contains(a["run_id"].as_str().unwrap()), "the refusal names the holder: {b:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_status_and_down() {
+    let p = Project::sample();
+    let (code, _) = p.cli_json(&["staging"]);
+    assert_eq!(code, 0);
+    let (code, s) = p.cli_json(&["local", "status"]);
+    assert_eq!(code, 0, "{s:#}");
+    assert!(s.to_string().contains(&p.head_short()), "{s:#}");
+    let (code, _) = p.cli_json(&["local", "down"]);
+    assert_eq!(code, 0);
+    assert!(reqwest::get(p.staging_url()).await.is_err(), "staging still answers after down");
+}
