@@ -44,7 +44,7 @@ async fn rmcp_client_over_http_lists_tools_and_calls_status() {
     let (_server, port) = start(&p, &[]).await;
     let transport = StreamableHttpClientTransport::from_uri(format!("http://127.0.0.1:{port}/mcp"));
     let client = ().serve(transport).await.unwrap();
-    assert_eq!(client.peer_info().unwrap().server_info.name, "oc-deploy");
+    assert_eq!(client.peer_info().unwrap().server_info.as_ref().unwrap().name, "oc-deploy");
     let tools = client.list_all_tools().await.unwrap();
     assert!(tools.iter().any(|t| t.name == "deploy_prod"));
     let r = client.call_tool(CallToolRequestParams::new("deploy_status")).await.unwrap();

@@ -21,8 +21,8 @@ async fn server_identifies_itself_and_lists_complete_tools() {
     let p = Project::sample();
     let c = p.mcp(&[]).await;
     let info = c.service.peer_info().unwrap();
-    assert_eq!(info.server_info.name, "oc-deploy");
-    assert_eq!(info.server_info.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(info.server_info.as_ref().unwrap().name, "oc-deploy");
+    assert_eq!(info.server_info.as_ref().unwrap().version, env!("CARGO_PKG_VERSION"));
     let tools = c.service.list_all_tools().await.unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     for t in TOOLS {

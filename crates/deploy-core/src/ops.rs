@@ -928,7 +928,8 @@ pub async fn rollback(ctx: &Ctx, req: RollbackRequest) -> Result<RunOutcome> {
     let base_url = cfg.base_url(env)?;
     let provider = provider::for_config(&cfg, &ctx.root, &ctx.runner, ctx.supervisor_exe.clone())?;
     let cp = ctx.store.load()?;
-    let current = provider.current_version(env).await?;
+    // The platform's word first; the record when the platform cannot say (supervisor down).
+    let current = provider.current_version(env).await?.or_else(|| cp.skill_state.environments.get(&env).and_then(|e| e.version.clone()));
     let target = match &req.to_version {
         Some(v) => v.trim().to_owned(),
         None => {
