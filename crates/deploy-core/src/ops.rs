@@ -237,12 +237,11 @@ impl<'a> RunCtl<'a> {
             RunStatus::Interrupted => Some(Event::Interrupt),
             _ => None,
         };
-        if let Some(e) = event {
-            if let Ok(m) = self.machine.next(e) {
+        if let Some(e) = event
+            && let Ok(m) = self.machine.next(e) {
                 self.machine = m;
                 self.run.state = m.state;
             }
-        }
         self.run.finished_at = Some(now_rfc3339());
         self.run.duration_ms = self.started.elapsed().as_millis() as u64;
         self.ctx.progress.step(self.total, self.total, &format!("run {}: {}", self.run.run_id, status.as_str()));
@@ -750,15 +749,13 @@ pub async fn deploy_prod<C: Confirmer>(ctx: &Ctx, req: ProdRequest, confirmer: &
         let status = status_for(&e);
         ctl.fail_with(status, &e);
         // A failed deploy may have left the new release live: put the previous one back.
-        if req.auto_rollback && cfg.auto_rollback.enabled && status == RunStatus::Failed {
-            if let (Some(prev), Ok(Some(live))) = (previous.as_deref(), provider.current_version(env).await) {
-                if live != prev {
+        if req.auto_rollback && cfg.auto_rollback.enabled && status == RunStatus::Failed
+            && let (Some(prev), Ok(Some(live))) = (previous.as_deref(), provider.current_version(env).await)
+                && live != prev {
                     let _ = provider.rollback(env, prev, &CancellationToken::new()).await;
                     ctl.run.notes.push(format!("the deploy failed after {live} went live; traffic was switched back to {prev}"));
                     ctl.log("finished");
                 }
-            }
-        }
         return Ok(ctl.outcome("fix the deploy failure; production still runs the previous version"));
     }
 

@@ -252,10 +252,7 @@ mod tests {
             let mut m = Machine::new(RunKind::Production, Environment::Production, false);
             for e in events {
                 let was_terminal = m.state.is_terminal();
-                match m.next(e) {
-                    Ok(n) => { prop_assert!(!was_terminal); m = n; }
-                    Err(_) => {}
-                }
+                if let Ok(n) = m.next(e) { prop_assert!(!was_terminal); m = n; }
             }
         }
     }

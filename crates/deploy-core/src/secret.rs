@@ -73,13 +73,12 @@ impl Redactor {
         if value.len() < MIN_SECRET_LEN {
             return;
         }
-        if let Ok(mut v) = self.values.write() {
-            if !v.iter().any(|known| known == value) {
+        if let Ok(mut v) = self.values.write()
+            && !v.iter().any(|known| known == value) {
                 v.push(value.to_owned());
                 // Longest first, so a secret containing another is masked whole.
                 v.sort_by_key(|s| std::cmp::Reverse(s.len()));
             }
-        }
     }
 
     pub fn add_secret(&self, secret: &Secret) {

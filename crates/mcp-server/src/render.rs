@@ -44,11 +44,10 @@ pub fn run(o: &RunOutcome) -> String {
             rb.reason
         );
     }
-    if r.status == RunStatus::ConfirmationRequired {
-        if let Some(p) = &o.plan {
+    if r.status == RunStatus::ConfirmationRequired
+        && let Some(p) = &o.plan {
             let _ = writeln!(s, "  plan: {}", p.summary());
         }
-    }
     for n in &r.notes {
         let _ = writeln!(s, "  note: {n}");
     }
@@ -124,7 +123,7 @@ pub fn init(o: &InitOutcome) -> String {
         let _ = writeln!(s, "  detected: {e}");
     }
     for c in &o.checklist {
-        let st = serde_json::to_value(&c.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let st = serde_json::to_value(c.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         let _ = writeln!(s, "  [{st}] {}: {}{}", c.name, c.detail, c.hint.as_ref().map(|h| format!(" (hint: {h})")).unwrap_or_default());
     }
     if let Some(w) = &o.written {
