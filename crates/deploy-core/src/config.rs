@@ -367,9 +367,10 @@ impl Config {
             return Err(bad("project_name", "must not be empty".into()));
         }
         if let Some(app) = &self.app_path
-            && (Path::new(app).is_absolute() || Path::new(app).components().any(|c| matches!(c, std::path::Component::ParentDir))) {
-                return Err(bad("app_path", format!("`{app}` must be a relative path inside the project")));
-            }
+            && (Path::new(app).is_absolute() || Path::new(app).components().any(|c| matches!(c, std::path::Component::ParentDir)))
+        {
+            return Err(bad("app_path", format!("`{app}` must be a relative path inside the project")));
+        }
         for (i, t) in self.smoke_tests.iter().enumerate() {
             if !(t.url.starts_with('/') || t.url.starts_with("http://") || t.url.starts_with("https://")) {
                 return Err(bad(
@@ -378,9 +379,10 @@ impl Config {
                 ));
             }
             if let Some(j) = &t.expect_json
-                && !(j.pointer.is_empty() || j.pointer.starts_with('/')) {
-                    return Err(bad(&format!("smoke_tests[{i}].expect_json.pointer"), "a JSON pointer starts with /".into()));
-                }
+                && !(j.pointer.is_empty() || j.pointer.starts_with('/'))
+            {
+                return Err(bad(&format!("smoke_tests[{i}].expect_json.pointer"), "a JSON pointer starts with /".into()));
+            }
         }
         if !self.health.latency_warn_seconds.is_finite() || self.health.latency_warn_seconds <= 0.0 {
             return Err(bad("health.latency_warn_seconds", "must be greater than 0".into()));
@@ -403,14 +405,17 @@ impl Config {
             }
             for env in Environment::ALL {
                 if let Some(e) = self.environments.get(env)
-                    && e.port.is_none() {
-                        return Err(bad(&format!("environments.{env}.port"), "the local platform needs a port per environment".into()));
-                    }
+                    && e.port.is_none()
+                {
+                    return Err(bad(&format!("environments.{env}.port"), "the local platform needs a port per environment".into()));
+                }
             }
             if let (Some(s), Some(p)) = (&self.environments.staging, &self.environments.production)
-                && s.port.is_some() && s.port == p.port {
-                    return Err(bad("environments.production.port", "staging and production need different ports".into()));
-                }
+                && s.port.is_some()
+                && s.port == p.port
+            {
+                return Err(bad("environments.production.port", "staging and production need different ports".into()));
+            }
         }
         Ok(())
     }

@@ -78,8 +78,11 @@ pub enum ConfirmOutcome {
     },
     Declined,
     Cancelled,
-    /// This client cannot ask a human: fall back to a one-time token.
+    /// This client cannot ask a human: fall back to a one-time token the agent passes back.
     Unavailable,
+    /// The client will ask the human in a later round (multi-round-trip input): issue an
+    /// input-request token that only that round can redeem.
+    Deferred,
 }
 
 /// Asks a human to approve a plan (MCP elicitation, a terminal prompt, …).
@@ -109,8 +112,20 @@ struct TokenFile {
     tokens: Vec<StoredToken>,
 }
 
+/// What a token may be redeemed for. A token handed to the agent (`confirmation`) and a token
+/// sealed into a multi-round-trip request state are not interchangeable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenPurpose {
+    #[default]
+    Confirmation,
+    InputRequest,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredToken {
+    #[serde(default)]
+    purpose: TokenPurpose,
     token_sha256: String,
     plan_digest: String,
     plan: Plan,
@@ -137,12 +152,23 @@ impl Tokens {
         self
     }
 
-    /// Issues a token for this plan.
+    /// Issues a confirmation token for this plan.
     pub fn issue(&self, plan: &Plan) -> Result<IssuedToken> {
+        self.issue_for(plan, TokenPurpose::Confirmation)
+    }
+
+    /// Uses a confirmation token for this plan.
+    pub fn redeem(&self, token: &str, plan: &Plan) -> Result<()> {
+        self.redeem_for(token, plan, TokenPurpose::Confirmation)
+    }
+
+    /// Issues a token for this plan and purpose.
+    pub fn issue_for(&self, plan: &Plan, purpose: TokenPurpose) -> Result<IssuedToken> {
         let token = format!("ocd-{}", uuid::Uuid::new_v4().simple());
         let expires = chrono::Utc::now().timestamp() + self.ttl_seconds;
         self.with_file(|f| {
             f.tokens.push(StoredToken {
+                purpose,
                 token_sha256: hex(&Sha256::digest(token.as_bytes())),
                 plan_digest: plan.digest(),
                 plan: plan.clone(),
@@ -156,9 +182,9 @@ impl Tokens {
         Ok(IssuedToken { token, expires_at })
     }
 
-    /// Uses a token for this plan. It is gone afterwards, whether it matched or not, so a
-    /// leaked or guessed token cannot be retried against other plans.
-    pub fn redeem(&self, token: &str, plan: &Plan) -> Result<()> {
+    /// Uses a token for this plan and purpose. It is gone afterwards, whether it matched or not,
+    /// so a leaked or guessed token cannot be retried against other plans.
+    pub fn redeem_for(&self, token: &str, plan: &Plan, purpose: TokenPurpose) -> Result<()> {
         let hash = hex(&Sha256::digest(token.trim().as_bytes()));
         let now = chrono::Utc::now().timestamp();
         self.with_file(|f| {
@@ -166,6 +192,9 @@ impl Tokens {
                 return Err(CoreError::Confirmation { message: "unknown or already used confirmation token".into() });
             };
             let stored = f.tokens.remove(pos);
+            if stored.purpose != purpose {
+                return Err(CoreError::Confirmation { message: "this token cannot be used here".into() });
+            }
             if stored.expires_at < now {
                 return Err(CoreError::Confirmation { message: "the confirmation token expired".into() });
             }
@@ -279,6 +308,16 @@ mod tests {
             let e = t.redeem(&tok.token, &other).unwrap_err();
             assert!(e.to_string().contains("another plan"), "{e}");
         }
+    }
+
+    #[test]
+    fn an_input_request_token_is_not_a_confirmation_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tokens::new(dir.path());
+        let tok = t.issue_for(&plan(), TokenPurpose::InputRequest).unwrap();
+        assert!(t.redeem(&tok.token, &plan()).is_err());
+        let tok = t.issue_for(&plan(), TokenPurpose::InputRequest).unwrap();
+        t.redeem_for(&tok.token, &plan(), TokenPurpose::InputRequest).unwrap();
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit;
 use crate::config::{Config, Platform};
-use crate::confirm::{ConfirmOutcome, Confirmer, Plan, Tokens};
+use crate::confirm::{ConfirmOutcome, Confirmer, Plan, TokenPurpose, Tokens};
 use crate::detect::{self, ChecklistItem, Detection};
 use crate::domain::{CommitSha, Environment, RunId, Strategy, now_rfc3339};
 use crate::error::{CoreError, Result};
@@ -53,6 +53,28 @@ pub struct Ctx {
     pub supervisor_exe: PathBuf,
     /// The operator started oc-deploy with auto-approve (`--yes`): no confirmation is asked.
     pub auto_approve: bool,
+    /// The id the next run gets (so a caller can name it before it starts).
+    pub run_id: Option<RunId>,
+    /// Fired once a run is past its human checkpoints and holds its lock: a background caller
+    /// returns the run then and lets it go on.
+    pub detach: Option<Detach>,
+}
+
+/// A one-shot signal carrying the run as it stood when it could go on alone.
+#[derive(Clone, Debug)]
+pub struct Detach(Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<RunRecord>>>>);
+
+impl Detach {
+    pub fn new() -> (Self, tokio::sync::oneshot::Receiver<RunRecord>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Self(Arc::new(std::sync::Mutex::new(Some(tx)))), rx)
+    }
+
+    fn fire(&self, run: &RunRecord) {
+        if let Some(tx) = self.0.lock().ok().and_then(|mut g| g.take()) {
+            let _ = tx.send(run.clone());
+        }
+    }
 }
 
 impl Ctx {
@@ -66,6 +88,8 @@ impl Ctx {
             progress: Arc::new(NoProgress),
             supervisor_exe,
             auto_approve: false,
+            run_id: None,
+            detach: None,
         }
     }
 
@@ -140,7 +164,7 @@ struct RunCtl<'a> {
 impl<'a> RunCtl<'a> {
     fn new(ctx: &'a Ctx, cfg: &Config, kind: RunKind, env: Environment, direct: bool, total: u32) -> Self {
         let run = RunRecord {
-            run_id: RunId::generate(),
+            run_id: ctx.run_id.clone().unwrap_or_else(RunId::generate),
             kind,
             env,
             project: cfg.project_name.clone(),
@@ -238,14 +262,22 @@ impl<'a> RunCtl<'a> {
             _ => None,
         };
         if let Some(e) = event
-            && let Ok(m) = self.machine.next(e) {
-                self.machine = m;
-                self.run.state = m.state;
-            }
+            && let Ok(m) = self.machine.next(e)
+        {
+            self.machine = m;
+            self.run.state = m.state;
+        }
         self.run.finished_at = Some(now_rfc3339());
         self.run.duration_ms = self.started.elapsed().as_millis() as u64;
         self.ctx.progress.step(self.total, self.total, &format!("run {}: {}", self.run.run_id, status.as_str()));
         self.log("finished");
+    }
+
+    /// Lets a background caller go: the run continues without it.
+    fn detach(&self) {
+        if let Some(d) = &self.ctx.detach {
+            d.fire(&self.run);
+        }
     }
 
     fn outcome(self, next: impl Into<String>) -> RunOutcome {
@@ -317,18 +349,26 @@ enum Approval {
 async fn confirm_step<'a, C: Confirmer>(
     mut ctl: RunCtl<'a>,
     plan: &Plan,
-    token: Option<&str>,
+    answer: &Answer,
     confirmer: &C,
     tool: &str,
 ) -> Result<(RunCtl<'a>, Approval)> {
     ctl.begin("confirm", "waiting for a human to approve the plan");
-    let by = if let Some(t) = token {
+    if let Some(t) = answer.input_token.as_deref() {
+        // The second round of a multi-round-trip request: the sealed token proves the human
+        // was shown this very plan; the confirmer carries their answer.
+        if let Err(e) = ctl.ctx.tokens.redeem_for(t, plan, TokenPurpose::InputRequest) {
+            ctl.fail_with(RunStatus::Declined, &e);
+            return Err(e);
+        }
+    }
+    let by = if let Some(t) = answer.confirmation.as_deref() {
         if let Err(e) = ctl.ctx.tokens.redeem(t, plan) {
             ctl.fail_with(RunStatus::Declined, &e);
             return Err(e);
         }
         "confirmation token".to_string()
-    } else if ctl.ctx.auto_approve {
+    } else if ctl.ctx.auto_approve && answer.input_token.is_none() {
         "auto-approve (operator flag)".to_string()
     } else {
         ctl.apply(Event::ConfirmationRequested)?;
@@ -345,6 +385,16 @@ async fn confirm_step<'a, C: Confirmer>(
                 ctl.end(StepStatus::Failed, "the confirmation was cancelled; nothing shipped");
                 ctl.finish(RunStatus::Cancelled);
                 let out = ctl.snapshot("nothing shipped; call again when ready");
+                return Ok((ctl, Approval::Stop(Box::new(out))));
+            }
+            ConfirmOutcome::Deferred => {
+                let issued = ctl.ctx.tokens.issue_for(plan, TokenPurpose::InputRequest)?;
+                ctl.end(StepStatus::Skipped, "the client asks the human in a second round");
+                ctl.finish(RunStatus::ConfirmationRequired);
+                let mut out = ctl.snapshot("answer the confirmation request");
+                out.plan = Some(plan.clone());
+                out.confirmation_token = Some(issued.token);
+                out.confirmation_expires_at = Some(issued.expires_at);
                 return Ok((ctl, Approval::Stop(Box::new(out))));
             }
             ConfirmOutcome::Unavailable => {
@@ -375,12 +425,21 @@ impl RunCtl<'_> {
 // ---------------------------------------------------------------------------------------------
 // Staging
 
+/// How the caller answers a confirmation, if it already has an answer.
+#[derive(Debug, Clone, Default)]
+pub struct Answer {
+    /// A token from a `confirmation_required` answer (the agent passes it back).
+    pub confirmation: Option<String>,
+    /// A token from a multi-round-trip request state (the client asked the human).
+    pub input_token: Option<String>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct StagingRequest {
     pub dry_run: bool,
     pub skip_tests: bool,
     pub skip_security: bool,
-    pub confirmation: Option<String>,
+    pub answer: Answer,
 }
 
 /// `/oc-deploy staging`: gate → pre-flight → deploy_order → smoke tests.
@@ -410,11 +469,14 @@ pub async fn deploy_staging<C: Confirmer>(ctx: &Ctx, req: StagingRequest, confir
     }
     if ctl.machine.needs_confirmation() && !req.dry_run {
         let plan = plan_for(&ctl, &cfg, &gate, None, None, "n/a (this is staging)".into(), req.skip_security);
-        let (c, approval) = confirm_step(ctl, &plan, req.confirmation.as_deref(), confirmer, "deploy_staging").await?;
+        let (c, approval) = confirm_step(ctl, &plan, &req.answer, confirmer, "deploy_staging").await?;
         ctl = c;
         if let Approval::Stop(out) = approval {
             return Ok(*out);
         }
+    }
+    if !req.dry_run {
+        ctl.detach();
     }
     if let Err(e) = preflight(&mut ctl, &cfg, req.skip_tests).await {
         ctl.fail_with(status_for(&e), &e);
@@ -631,12 +693,20 @@ pub struct ProdRequest {
     pub direct: bool,
     pub dry_run: bool,
     pub skip_security: bool,
-    pub confirmation: Option<String>,
+    pub answer: Answer,
 }
 
 impl Default for ProdRequest {
     fn default() -> Self {
-        Self { version: None, strategy: None, auto_rollback: true, direct: false, dry_run: false, skip_security: false, confirmation: None }
+        Self {
+            version: None,
+            strategy: None,
+            auto_rollback: true,
+            direct: false,
+            dry_run: false,
+            skip_security: false,
+            answer: Answer::default(),
+        }
     }
 }
 
@@ -719,7 +789,7 @@ pub async fn deploy_prod<C: Confirmer>(ctx: &Ctx, req: ProdRequest, confirmer: &
         out.plan = Some(plan);
         return Ok(out);
     }
-    let (c, approval) = confirm_step(ctl, &plan, req.confirmation.as_deref(), confirmer, "deploy_prod").await?;
+    let (c, approval) = confirm_step(ctl, &plan, &req.answer, confirmer, "deploy_prod").await?;
     ctl = c;
     if let Approval::Stop(out) = approval {
         return Ok(*out);
@@ -733,6 +803,7 @@ pub async fn deploy_prod<C: Confirmer>(ctx: &Ctx, req: ProdRequest, confirmer: &
         }
     };
 
+    ctl.detach();
     // Record the previous version first: rollback needs nothing else.
     ctl.begin("record-previous", "recording the live version for rollback");
     ctl.run.previous_version = previous.clone();
@@ -749,13 +820,16 @@ pub async fn deploy_prod<C: Confirmer>(ctx: &Ctx, req: ProdRequest, confirmer: &
         let status = status_for(&e);
         ctl.fail_with(status, &e);
         // A failed deploy may have left the new release live: put the previous one back.
-        if req.auto_rollback && cfg.auto_rollback.enabled && status == RunStatus::Failed
+        if req.auto_rollback
+            && cfg.auto_rollback.enabled
+            && status == RunStatus::Failed
             && let (Some(prev), Ok(Some(live))) = (previous.as_deref(), provider.current_version(env).await)
-                && live != prev {
-                    let _ = provider.rollback(env, prev, &CancellationToken::new()).await;
-                    ctl.run.notes.push(format!("the deploy failed after {live} went live; traffic was switched back to {prev}"));
-                    ctl.log("finished");
-                }
+            && live != prev
+        {
+            let _ = provider.rollback(env, prev, &CancellationToken::new()).await;
+            ctl.run.notes.push(format!("the deploy failed after {live} went live; traffic was switched back to {prev}"));
+            ctl.log("finished");
+        }
         return Ok(ctl.outcome("fix the deploy failure; production still runs the previous version"));
     }
 
@@ -951,6 +1025,7 @@ pub async fn rollback(ctx: &Ctx, req: RollbackRequest) -> Result<RunOutcome> {
     ctl.run.previous_version = current.clone();
     let _lock = ctx.store.lock_env(env, &ctl.run.run_id)?;
     ctl.log("started");
+    ctl.detach();
     ctl.apply(Event::RollbackStarted)?;
     ctl.begin("rollback", &format!("{} → {target}", current.as_deref().unwrap_or("unknown")));
     let started = Instant::now();

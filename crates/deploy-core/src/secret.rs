@@ -74,11 +74,12 @@ impl Redactor {
             return;
         }
         if let Ok(mut v) = self.values.write()
-            && !v.iter().any(|known| known == value) {
-                v.push(value.to_owned());
-                // Longest first, so a secret containing another is masked whole.
-                v.sort_by_key(|s| std::cmp::Reverse(s.len()));
-            }
+            && !v.iter().any(|known| known == value)
+        {
+            v.push(value.to_owned());
+            // Longest first, so a secret containing another is masked whole.
+            v.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
     }
 
     pub fn add_secret(&self, secret: &Secret) {

@@ -324,13 +324,14 @@ impl Store {
 
     fn mark_interrupted(&self, id: &RunId) -> Result<()> {
         if let Some(mut run) = self.run(id)?
-            && run.status == RunStatus::Running {
-                run.status = RunStatus::Interrupted;
-                run.state = State::Interrupted;
-                run.finished_at = Some(now_rfc3339());
-                run.notes.push("the process running this deploy died; the next run took its lock over".into());
-                self.append_run(&run, "interrupted")?;
-            }
+            && run.status == RunStatus::Running
+        {
+            run.status = RunStatus::Interrupted;
+            run.state = State::Interrupted;
+            run.finished_at = Some(now_rfc3339());
+            run.notes.push("the process running this deploy died; the next run took its lock over".into());
+            self.append_run(&run, "interrupted")?;
+        }
         Ok(())
     }
 }

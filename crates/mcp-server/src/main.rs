@@ -3,6 +3,7 @@
 //! to stderr.
 
 mod cli;
+mod confirm;
 mod demo;
 mod http;
 mod render;
@@ -22,7 +23,7 @@ use deploy_core::secret::Redactor;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{EXIT_USAGE, emit, emit_error, run_exit};
-use crate::server::{OcDeploy, ServerOptions, default_root};
+use crate::server::{OcDeploy, ServerOptions, Shared, default_root};
 
 #[derive(Parser)]
 #[command(
@@ -72,6 +73,9 @@ enum Command {
         /// Ship to production without asking a human (operator decision; recorded).
         #[arg(long)]
         auto_approve: bool,
+        /// Seconds an idle HTTP session lives (longer than the longest deploy).
+        #[arg(long, default_value_t = 7200, hide = true)]
+        session_idle_seconds: u64,
     },
     /// Detect the platform, propose .oc-deploy-ops.json and run the setup checklist.
     Init {
@@ -265,28 +269,38 @@ fn root_of(common: &Common) -> Result<PathBuf, i32> {
 async fn run(cli: Cli) -> i32 {
     let redactor = Redactor::from_process_env();
     match cli.command {
-        Command::Serve { common, http, token, allowed_hosts, allowed_origins, read_only, toolsets, auto_approve } => {
+        Command::Serve { common, http, token, allowed_hosts, allowed_origins, read_only, toolsets, auto_approve, session_idle_seconds } => {
             let root = match root_of(&common) {
                 Ok(r) => r,
                 Err(c) => return c,
             };
             let exe = std::env::current_exe().unwrap_or_else(|_| "oc-deploy".into());
-            let opts = ServerOptions { root, exe, auto_approve, read_only, toolsets };
+            let shared = Shared::new(ServerOptions { root, exe, auto_approve, read_only, toolsets });
             match http {
-                None => serve_stdio(opts).await,
+                None => serve_stdio(shared).await,
                 Some(addr) => {
-                    let hopts = http::HttpOptions { addr, token, allowed_hosts, allowed_origins, ..http::HttpOptions::new(addr) };
+                    let hopts = http::HttpOptions {
+                        addr,
+                        token,
+                        allowed_hosts,
+                        allowed_origins,
+                        session_keep_alive: std::time::Duration::from_secs(session_idle_seconds.max(1)),
+                        ..http::HttpOptions::new(addr)
+                    };
                     if let Err(msg) = http::check_bind(&hopts) {
                         tracing::error!("{msg}");
                         return EXIT_USAGE;
                     }
-                    let shutdown = tokio_util::sync::CancellationToken::new();
-                    let s2 = shutdown.clone();
+                    // One signal stops both: the HTTP server drains and every run reaches a safe point.
+                    let shutdown = shared.shutdown.clone();
                     tokio::spawn(async move {
                         shutdown_signal().await;
-                        s2.cancel();
+                        shutdown.cancel();
                     });
-                    match http::serve(hopts, move || Ok(OcDeploy::new(opts.clone())), shutdown).await {
+                    let factory_shared = shared.clone();
+                    let served = http::serve(hopts, move || Ok(OcDeploy::new(factory_shared.clone())), shared.shutdown.clone()).await;
+                    shared.drain(std::time::Duration::from_secs(10)).await;
+                    match served {
                         Ok(()) => 0,
                         Err(e) => {
                             tracing::error!("http server: {e}");
@@ -319,7 +333,8 @@ async fn run(cli: Cli) -> i32 {
         Command::Staging { common, dry_run, skip_tests, skip_security, yes, confirmation } => {
             with_root(&common, |root| async move {
                 let ctx = cli::ctx(&root, yes);
-                let req = ops::StagingRequest { dry_run, skip_tests, skip_security, confirmation };
+                let req =
+                    ops::StagingRequest { dry_run, skip_tests, skip_security, answer: ops::Answer { confirmation, input_token: None } };
                 emit(ops::deploy_staging(&ctx, req, &cli::TerminalConfirmer).await, common.json, render::run, run_exit, &redactor)
             })
             .await
@@ -334,8 +349,8 @@ async fn run(cli: Cli) -> i32 {
         Command::Prod { common, version, strategy, no_auto_rollback, direct, dry_run, skip_security, yes, confirmation } => {
             with_root(&common, |root| async move {
                 let ctx = cli::ctx(&root, yes);
-                let req =
-                    ops::ProdRequest { version, strategy, auto_rollback: !no_auto_rollback, direct, dry_run, skip_security, confirmation };
+                let answer = ops::Answer { confirmation, input_token: None };
+                let req = ops::ProdRequest { version, strategy, auto_rollback: !no_auto_rollback, direct, dry_run, skip_security, answer };
                 emit(ops::deploy_prod(&ctx, req, &cli::TerminalConfirmer).await, common.json, render::run, run_exit, &redactor)
             })
             .await
@@ -458,22 +473,35 @@ async fn local(command: LocalCommand, redactor: &Redactor) -> i32 {
     }
 }
 
-async fn serve_stdio(opts: ServerOptions) -> i32 {
+async fn serve_stdio(shared: std::sync::Arc<Shared>) -> i32 {
     use rmcp::ServiceExt;
-    let server = OcDeploy::new(opts);
-    match server.serve(rmcp::transport::stdio()).await {
-        Ok(running) => match running.waiting().await {
-            Ok(_) => 0,
-            Err(e) => {
-                tracing::error!("stdio server: {e}");
-                1
+    let server = OcDeploy::new(shared.clone());
+    let code = match server.serve(rmcp::transport::stdio()).await {
+        Ok(running) => {
+            // The client closing stdin, or SIGTERM/Ctrl-C, ends the session.
+            let ct = running.cancellation_token();
+            tokio::select! {
+                r = running.waiting() => match r {
+                    Ok(_) => 0,
+                    Err(e) => {
+                        tracing::error!("stdio server: {e}");
+                        1
+                    }
+                },
+                _ = shutdown_signal() => {
+                    ct.cancel();
+                    0
+                }
             }
-        },
+        }
         Err(e) => {
             tracing::error!("stdio handshake: {e}");
             1
         }
-    }
+    };
+    // Runs still going stop at a safe point and record it before the process exits.
+    shared.drain(std::time::Duration::from_secs(10)).await;
+    code
 }
 
 async fn shutdown_signal() {

@@ -45,9 +45,10 @@ pub fn run(o: &RunOutcome) -> String {
         );
     }
     if r.status == RunStatus::ConfirmationRequired
-        && let Some(p) = &o.plan {
-            let _ = writeln!(s, "  plan: {}", p.summary());
-        }
+        && let Some(p) = &o.plan
+    {
+        let _ = writeln!(s, "  plan: {}", p.summary());
+    }
     for n in &r.notes {
         let _ = writeln!(s, "  note: {n}");
     }

@@ -4,7 +4,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use deploy_core::CoreError;
 use deploy_core::ops::{Ctx, Progress};
@@ -40,15 +43,89 @@ pub const TOOLSETS: &[(&str, &[&str])] = &[
 /// Tools that change an environment, a secret, a ticket or a project file.
 pub const MUTATING_TOOLS: &[&str] = &["deploy_staging", "deploy_prod", "deploy_rollback", "deploy_init"];
 
+/// What every session of one server process shares: options, the redactor, the shutdown
+/// signal, the runs in flight, and the key that seals request state.
+pub struct Shared {
+    pub opts: ServerOptions,
+    pub redactor: Redactor,
+    /// Cancelled on shutdown: every run stops at its next safe point.
+    pub shutdown: CancellationToken,
+    pub inflight: Arc<InFlight>,
+    pub codec: Arc<rmcp::model::RequestStateCodec>,
+}
+
+impl Shared {
+    pub fn new(opts: ServerOptions) -> Arc<Self> {
+        Arc::new(Self {
+            opts,
+            redactor: Redactor::from_process_env(),
+            shutdown: CancellationToken::new(),
+            inflight: Arc::default(),
+            codec: crate::confirm::state_codec(),
+        })
+    }
+
+    /// Stops every run at a safe point and waits (bounded) until they have recorded it.
+    pub async fn drain(&self, limit: Duration) {
+        self.shutdown.cancel();
+        let n = self.inflight.count();
+        if n > 0 {
+            tracing::info!(runs = n, "waiting for in-flight runs to reach a safe point");
+        }
+        if tokio::time::timeout(limit, self.inflight.idle()).await.is_err() {
+            tracing::warn!(runs = self.inflight.count(), "runs still in flight at exit; the next run takes their locks over");
+        }
+    }
+}
+
+/// Counts the operations running in this process.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    n: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl InFlight {
+    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.n.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.n.load(Ordering::SeqCst)
+    }
+
+    async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+pub struct InFlightGuard(Arc<InFlight>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.n.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct OcDeploy {
-    pub(crate) opts: Arc<ServerOptions>,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) redactor: Redactor,
     pub(crate) tool_router: ToolRouter<Self>,
 }
 
 impl OcDeploy {
-    pub fn new(opts: ServerOptions) -> Self {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        let opts = &shared.opts;
         let mut router = Self::pipeline_router() + Self::setup_router() + Self::records_router();
         for (set, tools) in TOOLSETS {
             if !opts.toolsets.is_empty() && !opts.toolsets.iter().any(|t| t == set) {
@@ -62,19 +139,42 @@ impl OcDeploy {
                 router.remove_route(t);
             }
         }
-        Self { opts: Arc::new(opts), redactor: Redactor::from_process_env(), tool_router: router }
+        let redactor = shared.redactor.clone();
+        Self { shared, redactor, tool_router: router }
     }
 
     /// The deploy-core context for one call: project directory checked against the root,
     /// progress sent to the client, cancellation from the request.
     pub(crate) fn ctx(&self, project_dir: Option<&str>, rc: &RequestContext<RoleServer>) -> Result<Ctx, CoreError> {
-        let root = deploy_core::ops::resolve_project_dir(&self.opts.root, project_dir)?;
-        let mut ctx = Ctx::new(&root, self.opts.exe.clone(), self.redactor.clone()).with_cancel(rc.ct.clone());
-        ctx.auto_approve = self.opts.auto_approve;
+        self.run_ctx(project_dir, rc).map(|(c, _)| c)
+    }
+
+    /// Like [`OcDeploy::ctx`], also returning the switch that silences progress.
+    pub(crate) fn run_ctx(
+        &self,
+        project_dir: Option<&str>,
+        rc: &RequestContext<RoleServer>,
+    ) -> Result<(Ctx, Option<Arc<std::sync::atomic::AtomicBool>>), CoreError> {
+        let opts = &self.shared.opts;
+        let root = deploy_core::ops::resolve_project_dir(&opts.root, project_dir)?;
+        // Cancelled by the client's notifications/cancelled or by server shutdown.
+        let cancel = self.shared.shutdown.child_token();
+        let (req_ct, c2) = (rc.ct.clone(), cancel.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = req_ct.cancelled() => c2.cancel(),
+                _ = c2.cancelled() => {}
+            }
+        });
+        let mut ctx = Ctx::new(&root, opts.exe.clone(), self.redactor.clone()).with_cancel(cancel);
+        ctx.auto_approve = opts.auto_approve;
+        let mut switch = None;
         if let Some(token) = rc.meta.get_progress_token() {
-            ctx = ctx.with_progress(Arc::new(McpProgress::new(rc.peer.clone(), token, self.redactor.clone())));
+            let p = McpProgress::new(rc.peer.clone(), token, self.redactor.clone());
+            switch = Some(p.active.clone());
+            ctx = ctx.with_progress(Arc::new(p));
         }
-        Ok(ctx)
+        Ok((ctx, switch))
     }
 }
 
@@ -92,8 +192,10 @@ impl ServerHandler for OcDeploy {
 const INSTRUCTIONS: &str = "oc-deploy runs a gated pipeline: deploy_audit (gate) → deploy_staging (deploy + smoke tests) → deploy_prod (needs a human's confirmation; health check; automatic rollback) → deploy_health. deploy_status shows what runs where. Never pass a confirmation token the human did not approve.";
 
 /// Sends deploy-core progress as MCP progress notifications, in order, never blocking the run.
-struct McpProgress {
+/// Silenced once its request has been answered (a background run goes on without it).
+pub(crate) struct McpProgress {
     tx: tokio::sync::mpsc::UnboundedSender<(u32, u32, String)>,
+    pub(crate) active: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl McpProgress {
@@ -114,13 +216,15 @@ impl McpProgress {
                 }
             }
         });
-        Self { tx }
+        Self { tx, active: Arc::new(std::sync::atomic::AtomicBool::new(true)) }
     }
 }
 
 impl Progress for McpProgress {
     fn step(&self, k: u32, n: u32, message: &str) {
-        let _ = self.tx.send((k, n, message.to_owned()));
+        if self.active.load(Ordering::Relaxed) {
+            let _ = self.tx.send((k, n, message.to_owned()));
+        }
     }
 }
 

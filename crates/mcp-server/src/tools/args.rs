@@ -58,6 +58,9 @@ pub struct StagingArgs {
     pub skip_security: bool,
     /// A token from a `confirmation_required` answer, after the human approved its plan.
     pub confirmation: Option<String>,
+    /// Return the run_id at once and deploy in the background (follow with deploy_status).
+    #[serde(default)]
+    pub background: bool,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -88,6 +91,9 @@ pub struct ProdArgs {
     pub skip_security: bool,
     /// A token from a `confirmation_required` answer, after the human approved its plan.
     pub confirmation: Option<String>,
+    /// Return the run_id once the human has confirmed and deploy in the background.
+    #[serde(default)]
+    pub background: bool,
 }
 
 fn yes() -> bool {
@@ -112,6 +118,9 @@ pub struct RollbackArgs {
     pub to_version: Option<String>,
     /// Why: goes into the run record and the incident report.
     pub reason: String,
+    /// Return the run_id at once and roll back in the background.
+    #[serde(default)]
+    pub background: bool,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

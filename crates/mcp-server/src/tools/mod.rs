@@ -13,8 +13,84 @@ use deploy_core::secret::Redactor;
 use rmcp::model::CallToolResult;
 use serde::Serialize;
 
+use std::future::Future;
+
+use deploy_core::domain::RunId;
+use deploy_core::ops::{Ctx, Detach};
+use rmcp::RoleServer;
+use rmcp::model::CallToolResponse;
+use rmcp::service::RequestContext;
+
 use crate::render;
-use crate::server::{structured, tool_error};
+use crate::server::{OcDeploy, structured, tool_error};
+
+impl OcDeploy {
+    /// Runs a deploy-core run operation in its own task, so it reaches a safe point and records
+    /// its outcome even if the client goes away or the server shuts down. With `background`, the
+    /// call returns as soon as the run is past its human checkpoints; the run goes on and
+    /// `deploy_status` follows it.
+    pub(crate) async fn execute_run<F, Fut>(
+        &self,
+        rc: &RequestContext<RoleServer>,
+        project_dir: Option<&str>,
+        background: bool,
+        tool: &str,
+        op: F,
+    ) -> CallToolResponse
+    where
+        F: FnOnce(Ctx) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<RunOutcome, CoreError>> + Send + 'static,
+    {
+        let (mut ctx, progress) = match self.run_ctx(project_dir, rc) {
+            Ok(c) => c,
+            Err(e) => return tool_error(&e, &self.redactor).into(),
+        };
+        ctx.progress.step(0, 1, &format!("{tool}: starting"));
+        let mut detached = None;
+        if background {
+            let (d, rx) = Detach::new();
+            ctx.run_id = Some(RunId::generate());
+            ctx.detach = Some(d);
+            detached = Some(rx);
+        }
+        let guard = self.shared.inflight.enter();
+        let mut task = tokio::spawn(async move {
+            let _guard = guard;
+            op(ctx).await
+        });
+        let joined = |r: Result<Result<RunOutcome, CoreError>, tokio::task::JoinError>| {
+            r.unwrap_or_else(|e| {
+                Err(CoreError::Refused {
+                    message: format!("the run stopped unexpectedly: {e}"),
+                    hint: "see deploy_status and the server log".into(),
+                })
+            })
+        };
+        let result = match detached {
+            Some(rx) => tokio::select! {
+                run = rx => match run {
+                    Ok(run) => {
+                        if let Some(p) = &progress {
+                            p.store(false, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        let id = run.run_id.clone();
+                        Ok(RunOutcome { run, plan: None, confirmation_token: None, confirmation_expires_at: None, next: format!("running in the background: follow it with deploy_status {{\"run_id\": \"{id}\"}}") })
+                    }
+                    Err(_) => joined((&mut task).await),
+                },
+                r = &mut task => joined(r),
+            },
+            None => joined(task.await),
+        };
+        // Only a 2026-07-28 client gets an input request; older ones keep the token answer.
+        if let (Ok(o), true) = (&result, crate::confirm::is_multi_round_trip(rc)) {
+            if let Some(ir) = crate::confirm::input_required(o, &self.shared.codec, tool) {
+                return CallToolResponse::InputRequired(ir);
+            }
+        }
+        run_result(result, &self.redactor).into()
+    }
+}
 
 /// Whether a run outcome is a failure the agent must notice (`isError`).
 pub fn run_is_error(o: &RunOutcome) -> bool {

@@ -1,36 +1,57 @@
 //! The pipeline toolset: staging, smoke, production, health, rollback.
 
-use deploy_core::confirm::NoConfirmer;
 use deploy_core::domain::Environment;
-use deploy_core::ops::{self, HealthOutcome, ProdRequest, RollbackRequest, RunOutcome, SmokeOutcome, StagingRequest};
-use rmcp::handler::server::tool::schema_for_output;
+use deploy_core::ops::{self, Answer, HealthOutcome, ProdRequest, RollbackRequest, RunOutcome, SmokeOutcome, StagingRequest};
+use rmcp::handler::server::tool::{InputResponses, RequestState, schema_for_output};
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::CallToolResult;
+use rmcp::model::{CallToolResponse, CallToolResult};
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 
 use super::args::{HealthArgs, ProdArgs, RollbackArgs, SmokeArgs, StagingArgs};
-use super::{result, run_result};
+use super::result;
+use crate::confirm::{McpConfirmer, confirmer_for};
 use crate::render;
 use crate::server::{OcDeploy, tool_error};
+
+impl OcDeploy {
+    fn confirmation(
+        &self,
+        rc: &RequestContext<RoleServer>,
+        tool: &str,
+        state: Option<String>,
+        responses: Option<rmcp::model::InputResponses>,
+        token: Option<String>,
+    ) -> Result<(McpConfirmer, Answer), CallToolResponse> {
+        confirmer_for(rc, &self.shared.codec, tool, state, responses, token).map_err(|e| tool_error(&e, &self.redactor).into())
+    }
+}
 
 #[tool_router(router = pipeline_router, vis = "pub(crate)")]
 impl OcDeploy {
     #[tool(
         name = "deploy_staging",
         title = "Deploy to staging",
-        description = "Gate → pre-flight → deploy_order steps → smoke tests on staging. Records the run; a pass verifies this commit for production.",
+        description = "Gate → pre-flight → deploy_order steps → smoke tests on staging. A pass verifies this commit for production. background: true returns the run_id at once.",
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true),
         output_schema = schema_for_output::<RunOutcome>()
     )]
-    async fn deploy_staging(&self, Parameters(a): Parameters<StagingArgs>, rc: RequestContext<RoleServer>) -> CallToolResult {
-        let ctx = match self.ctx(a.project_dir.as_deref(), &rc) {
+    async fn deploy_staging(
+        &self,
+        Parameters(a): Parameters<StagingArgs>,
+        RequestState(state): RequestState,
+        InputResponses(responses): InputResponses,
+        rc: RequestContext<RoleServer>,
+    ) -> CallToolResponse {
+        let (confirmer, answer) = match self.confirmation(&rc, "deploy_staging", state, responses, a.confirmation) {
             Ok(c) => c,
-            Err(e) => return tool_error(&e, &self.redactor),
+            Err(r) => return r,
         };
-        let req =
-            StagingRequest { dry_run: a.dry_run, skip_tests: a.skip_tests, skip_security: a.skip_security, confirmation: a.confirmation };
-        run_result(ops::deploy_staging(&ctx, req, &NoConfirmer).await, &self.redactor)
+        let req = StagingRequest { dry_run: a.dry_run, skip_tests: a.skip_tests, skip_security: a.skip_security, answer };
+        self.execute_run(&rc, a.project_dir.as_deref(), a.background, "deploy_staging", move |ctx| async move {
+            ops::deploy_staging(&ctx, req, &confirmer).await
+        })
+        .await
     }
 
     #[tool(
@@ -55,14 +76,20 @@ impl OcDeploy {
     #[tool(
         name = "deploy_prod",
         title = "Promote to production",
-        description = "Checklist (gate, staging verified for this commit) → human confirmation → record previous version → migrate → deploy → health → automatic rollback if unhealthy. Without a way to ask the human it answers confirmation_required with the plan and a one-time token.",
+        description = "Checklist (gate, staging verified for this commit) → the human confirms the plan → record previous version → deploy → health → automatic rollback if unhealthy.",
         annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = true),
         output_schema = schema_for_output::<RunOutcome>()
     )]
-    async fn deploy_prod(&self, Parameters(a): Parameters<ProdArgs>, rc: RequestContext<RoleServer>) -> CallToolResult {
-        let ctx = match self.ctx(a.project_dir.as_deref(), &rc) {
+    async fn deploy_prod(
+        &self,
+        Parameters(a): Parameters<ProdArgs>,
+        RequestState(state): RequestState,
+        InputResponses(responses): InputResponses,
+        rc: RequestContext<RoleServer>,
+    ) -> CallToolResponse {
+        let (confirmer, answer) = match self.confirmation(&rc, "deploy_prod", state, responses, a.confirmation) {
             Ok(c) => c,
-            Err(e) => return tool_error(&e, &self.redactor),
+            Err(r) => return r,
         };
         let req = ProdRequest {
             version: a.version,
@@ -71,9 +98,12 @@ impl OcDeploy {
             direct: a.direct,
             dry_run: a.dry_run,
             skip_security: a.skip_security,
-            confirmation: a.confirmation,
+            answer,
         };
-        run_result(ops::deploy_prod(&ctx, req, &NoConfirmer).await, &self.redactor)
+        self.execute_run(&rc, a.project_dir.as_deref(), a.background, "deploy_prod", move |ctx| async move {
+            ops::deploy_prod(&ctx, req, &confirmer).await
+        })
+        .await
     }
 
     #[tool(
@@ -99,12 +129,11 @@ impl OcDeploy {
         annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = true),
         output_schema = schema_for_output::<RunOutcome>()
     )]
-    async fn deploy_rollback(&self, Parameters(a): Parameters<RollbackArgs>, rc: RequestContext<RoleServer>) -> CallToolResult {
-        let ctx = match self.ctx(a.project_dir.as_deref(), &rc) {
-            Ok(c) => c,
-            Err(e) => return tool_error(&e, &self.redactor),
-        };
+    async fn deploy_rollback(&self, Parameters(a): Parameters<RollbackArgs>, rc: RequestContext<RoleServer>) -> CallToolResponse {
         let req = RollbackRequest { env: a.env.map_or(Environment::Production, Into::into), to_version: a.to_version, reason: a.reason };
-        run_result(ops::rollback(&ctx, req).await, &self.redactor)
+        self.execute_run(&rc, a.project_dir.as_deref(), a.background, "deploy_rollback", move |ctx| async move {
+            ops::rollback(&ctx, req).await
+        })
+        .await
     }
 }

@@ -1,0 +1,165 @@
+//! Real human confirmation through the MCP client, on every protocol version: live elicitation
+//! (2025-06-18, 2025-11-25), multi-round-trip input (2026-07-28), and the token fallback for
+//! clients that can ask no one. Decline and cancel ship nothing and are recorded.
+
+use std::sync::{Arc, Mutex};
+
+use oc_deploy_e2e::{Project, bin};
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction, ErrorData,
+    Implementation, ProtocolVersion,
+};
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt, RequestContext, RunningService};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde_json::{Value, json};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Says {
+    Yes,
+    No,
+    Decline,
+    Cancel,
+}
+
+/// A client whose human answers every confirmation the same way; `None` = cannot elicit.
+#[derive(Clone)]
+struct Human {
+    says: Option<Says>,
+    version: ProtocolVersion,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl ClientHandler for Human {
+    fn get_info(&self) -> ClientConfig {
+        let caps = if self.says.is_some() {
+            serde_json::from_value::<ClientCapabilities>(json!({ "elicitation": { "form": {} } })).unwrap()
+        } else {
+            ClientCapabilities::default()
+        };
+        ClientConfig::new(caps, Implementation::new("human", "0")).with_protocol_version(self.version.clone())
+    }
+
+    async fn create_elicitation(&self, req: ElicitRequestParams, _cx: RequestContext<RoleClient>) -> Result<ElicitResult, ErrorData> {
+        let message = serde_json::to_value(&req).unwrap()["message"].as_str().unwrap_or_default().to_owned();
+        self.seen.lock().unwrap().push(message);
+        Ok(match self.says {
+            Some(Says::Yes) => ElicitResult::new(ElicitationAction::Accept).with_content(json!({ "approve": true, "note": "looks good" })),
+            Some(Says::No) => ElicitResult::new(ElicitationAction::Accept).with_content(json!({ "approve": false })),
+            Some(Says::Decline) | None => ElicitResult::new(ElicitationAction::Decline),
+            Some(Says::Cancel) => ElicitResult::new(ElicitationAction::Cancel),
+        })
+    }
+}
+
+async fn connect(p: &Project, human: Human) -> RunningService<RoleClient, Human> {
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.arg("serve").arg("--project-dir").arg(&p.root);
+    let transport = TokioChildProcess::new(cmd).unwrap();
+    if human.version >= ProtocolVersion::V_2026_07_28 {
+        let v = human.version.clone();
+        human.serve_with_lifecycle(transport, ClientLifecycleMode::Discover { preferred_versions: vec![v] }).await.unwrap()
+    } else {
+        human.serve(transport).await.unwrap()
+    }
+}
+
+async fn prod(c: &RunningService<RoleClient, Human>) -> (bool, Value) {
+    let r = c
+        .call_tool(
+            CallToolRequestParams::new("deploy_prod").with_arguments(json!({ "strategy": "blue-green" }).as_object().unwrap().clone()),
+        )
+        .await
+        .unwrap();
+    (r.is_error.unwrap_or(false), r.structured_content.unwrap_or_default())
+}
+
+async fn check_version(version: ProtocolVersion) {
+    let p = Project::sample();
+    let v1 = p.head_short();
+    let (code, st) = p.cli_json(&["staging"]);
+    assert_eq!(code, 0, "{st:#}");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let human = |says| Human { says, version: version.clone(), seen: seen.clone() };
+
+    // A client that can ask no one gets the plan and a token (or, on 2026-07-28, a declined
+    // input request from a client without a handler): nothing ships either way.
+    let c = connect(&p, human(None)).await;
+    let (err, r) = prod(&c).await;
+    if version >= ProtocolVersion::V_2026_07_28 {
+        assert!(err, "{version:?}: {r:#}");
+        assert_eq!(r["status"], "declined", "{version:?}: {r:#}");
+    } else {
+        assert!(!err, "{r:#}");
+        assert_eq!(r["status"], "confirmation_required", "{version:?}: {r:#}");
+        assert!(r["confirmation_token"].is_string());
+        assert_eq!(r["plan"]["version"], v1.as_str());
+    }
+    c.cancel().await.unwrap();
+
+    for (says, status) in [(Says::Decline, "declined"), (Says::No, "declined"), (Says::Cancel, "cancelled")] {
+        let c = connect(&p, human(Some(says))).await;
+        let (err, r) = prod(&c).await;
+        assert!(err, "{version:?} {says:?}: {r:#}");
+        assert_eq!(r["status"], status, "{version:?} {says:?}: {r:#}");
+        c.cancel().await.unwrap();
+        assert!(reqwest::get(p.prod_url()).await.is_err(), "{version:?} {says:?}: something shipped");
+    }
+
+    let c = connect(&p, human(Some(Says::Yes))).await;
+    let (err, r) = prod(&c).await;
+    assert!(!err, "{version:?}: {r:#}");
+    assert_eq!(r["status"], "succeeded", "{version:?}: {r:#}");
+    assert!(r["confirmed_by"].as_str().unwrap().contains("elicitation"), "{r:#}");
+    assert!(r["confirmed_by"].as_str().unwrap().contains("looks good"), "{r:#}");
+    c.cancel().await.unwrap();
+
+    // The human saw the plan.
+    let messages = seen.lock().unwrap().clone();
+    let last = messages.last().expect("the human was asked");
+    for part in
+        [v1.as_str(), "production", "Gate: warn (0 critical, 0 high", "Staging smoke: pass", "Strategy: blue-green", "Previous version"]
+    {
+        assert!(last.contains(part), "{version:?}: `{part}` missing from the form:\n{last}");
+    }
+
+    // Declines and cancels are in the run log.
+    let log = std::fs::read_to_string(p.root.join(".checkpoints/oc-deploy-ops.runs.jsonl")).unwrap();
+    for s in ["\"status\":\"declined\"", "\"status\":\"cancelled\"", "\"status\":\"succeeded\""] {
+        assert!(log.contains(s), "{version:?}: {s} not recorded");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn elicitation_on_2025_06_18() {
+    check_version(ProtocolVersion::V_2025_06_18).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn elicitation_on_2025_11_25() {
+    check_version(ProtocolVersion::V_2025_11_25).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn multi_round_trip_input_on_2026_07_28() {
+    check_version(ProtocolVersion::V_2026_07_28).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_request_state_is_refused() {
+    let p = Project::sample();
+    let (code, _) = p.cli_json(&["staging"]);
+    assert_eq!(code, 0);
+    let human = Human { says: Some(Says::Yes), version: ProtocolVersion::V_2026_07_28, seen: Arc::default() };
+    let c = connect(&p, human).await;
+    // Answer an input request we invent, with a forged state: refused, nothing ships.
+    let mut params = CallToolRequestParams::new("deploy_prod").with_arguments(json!({}).as_object().unwrap().clone());
+    params.request_state = Some("forged.state".into());
+    params.input_responses =
+        Some(serde_json::from_value(json!({ "confirm": { "action": "accept", "content": { "approve": true } } })).unwrap());
+    let r = c.call_tool_once(params).await.unwrap();
+    let text = format!("{r:?}");
+    assert!(text.contains("confirmation_refused"), "{text}");
+    assert!(reqwest::get(p.prod_url()).await.is_err());
+    c.cancel().await.unwrap();
+}
