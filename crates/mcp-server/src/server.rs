@@ -146,26 +146,30 @@ impl OcDeploy {
     /// The deploy-core context for one call: project directory checked against the root,
     /// progress sent to the client, cancellation from the request.
     pub(crate) fn ctx(&self, project_dir: Option<&str>, rc: &RequestContext<RoleServer>) -> Result<Ctx, CoreError> {
-        self.run_ctx(project_dir, rc).map(|(c, _)| c)
+        self.run_ctx(project_dir, rc, true).map(|(c, _)| c)
     }
 
-    /// Like [`OcDeploy::ctx`], also returning the switch that silences progress.
+    /// Like [`OcDeploy::ctx`], also returning the switch that silences progress. A background
+    /// run outlives its request, so it follows only server shutdown (`follow_request: false`).
     pub(crate) fn run_ctx(
         &self,
         project_dir: Option<&str>,
         rc: &RequestContext<RoleServer>,
+        follow_request: bool,
     ) -> Result<(Ctx, Option<Arc<std::sync::atomic::AtomicBool>>), CoreError> {
         let opts = &self.shared.opts;
         let root = deploy_core::ops::resolve_project_dir(&opts.root, project_dir)?;
         // Cancelled by the client's notifications/cancelled or by server shutdown.
         let cancel = self.shared.shutdown.child_token();
-        let (req_ct, c2) = (rc.ct.clone(), cancel.clone());
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = req_ct.cancelled() => c2.cancel(),
-                _ = c2.cancelled() => {}
-            }
-        });
+        if follow_request {
+            let (req_ct, c2) = (rc.ct.clone(), cancel.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = req_ct.cancelled() => c2.cancel(),
+                    _ = c2.cancelled() => {}
+                }
+            });
+        }
         let mut ctx = Ctx::new(&root, opts.exe.clone(), self.redactor.clone()).with_cancel(cancel);
         ctx.auto_approve = opts.auto_approve;
         let mut switch = None;
@@ -209,7 +213,7 @@ impl McpProgress {
                 let p = if f64::from(k) > prev { f64::from(k) } else { prev + 0.01 };
                 last.store(p.to_bits(), Ordering::Relaxed);
                 let param = ProgressNotificationParam::new(token.clone(), p)
-                    .with_total(f64::from(n.max(k)))
+                    .with_total(f64::from(n.max(k)).max(p))
                     .with_message(redactor.redact(&format!("step {k}/{n}: {msg}")));
                 if peer.notify_progress(param).await.is_err() {
                     break;

@@ -41,7 +41,7 @@ impl OcDeploy {
         F: FnOnce(Ctx) -> Fut + Send + 'static,
         Fut: Future<Output = Result<RunOutcome, CoreError>> + Send + 'static,
     {
-        let (mut ctx, progress) = match self.run_ctx(project_dir, rc) {
+        let (mut ctx, progress) = match self.run_ctx(project_dir, rc, !background) {
             Ok(c) => c,
             Err(e) => return tool_error(&e, &self.redactor).into(),
         };
