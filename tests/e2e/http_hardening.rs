@@ -5,6 +5,7 @@
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oc_deploy_e2e::{Project, bin, free_port};
@@ -142,7 +143,7 @@ fn sleepers(root: &Path, arg: &str) -> Vec<u32> {
 /// The last line of the runs log about `run_id`.
 fn last_run_record(root: &Path, run_id: &str) -> Option<Value> {
     let text = std::fs::read_to_string(root.join(".checkpoints/oc-deploy-ops.runs.jsonl")).ok()?;
-    text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|l| l["run"]["run_id"] == run_id).last()
+    text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).rfind(|l| l["run"]["run_id"] == run_id)
 }
 
 /// A sample project whose build step sleeps `seconds`.
@@ -152,16 +153,28 @@ fn project_with_slow_build(seconds: u32) -> Project {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_concurrent_sessions_each_get_their_status() {
+    const SESSIONS: usize = 70;
     let p = Project::sample();
     let server = Server::start(&p, &[]).await;
+    // All 50 sessions are open at once (as 50 agents would hold them), then all call at once.
+    let all_open = Arc::new(tokio::sync::Barrier::new(SESSIONS));
+    let all_called = Arc::new(tokio::sync::Barrier::new(SESSIONS));
     let work = async {
-        let tasks: Vec<_> = (0..50)
+        let tasks: Vec<_> = (0..SESSIONS)
             .map(|i| {
                 let url = server.url();
+                let (all_open, all_called) = (all_open.clone(), all_called.clone());
                 tokio::spawn(async move {
-                    let client = ().serve(StreamableHttpClientTransport::from_uri(url)).await.map_err(|e| format!("#{i} initialize: {e}"))?;
-                    let r = call(&client, "deploy_status", json!({})).await.map_err(|e| format!("#{i} deploy_status: {e}"));
-                    let _ = client.cancel().await;
+                    let client = ().serve(StreamableHttpClientTransport::from_uri(url)).await;
+                    all_open.wait().await;
+                    let r = match &client {
+                        Ok(c) => call(c, "deploy_status", json!({})).await.map_err(|e| format!("#{i} deploy_status: {e}")),
+                        Err(e) => Err(format!("#{i} initialize: {e}")),
+                    };
+                    all_called.wait().await;
+                    if let Ok(c) = client {
+                        let _ = c.cancel().await;
+                    }
                     r
                 })
             })
@@ -172,7 +185,7 @@ async fn fifty_concurrent_sessions_each_get_their_status() {
         }
         results
     };
-    let results = tokio::time::timeout(Duration::from_secs(60), work)
+    let results = tokio::time::timeout(Duration::from_secs(20), work)
         .await
         .unwrap_or_else(|_| panic!("50 sessions did not all finish within 60 s; server stderr:\n{}", server.log()));
     let mut failures = Vec::new();
@@ -225,6 +238,9 @@ async fn rmcp_client_recovers_from_an_expired_session() {
         .unwrap_or_else(|e| panic!("the call after expiry failed: {e}; server stderr:\n{}", server.log()));
     assert_eq!(second.is_error, Some(false), "{second:?}");
     assert_eq!(second.structured_content.unwrap()["project"], "e2e-shop");
+    // The second call really went through a new session (rmcp logs each one it creates).
+    let log = server.log();
+    assert!(log.matches("create new session").count() >= 2, "the first session did not expire, so nothing was recovered:\n{log}");
     let _ = client.cancel().await;
 }
 
@@ -359,24 +375,34 @@ async fn sigterm_during_a_deploy_cancels_the_run_and_frees_the_environment() {
         Ok(Err(e)) => format!("a panicked task: {e}"),
         Err(_) => "nothing within 5 s".to_owned(),
     };
-    eprintln!("after SIGTERM: exit {exit} in {took:?}; the deploying client saw {seen}");
+    // Shown with any failure below: how the shutdown went from the outside.
+    let shutdown = format!("after SIGTERM the server exited ({exit}) in {took:?}; the deploying client saw {seen}");
 
     let last = last_run_record(&p.root, &run_id).unwrap_or_else(|| panic!("no record of run {run_id}; server stderr:\n{log}"));
     let status = last["run"]["status"].as_str().unwrap_or_default().to_owned();
-    eprintln!("run {run_id}: last record `{}` with status `{status}`\nserver stderr:\n{log}", last["event"]);
-    assert!(status == "cancelled" || status == "interrupted", "run {run_id} ended as `{status}`: {last:#}\nserver stderr:\n{log}");
+    assert!(
+        status == "cancelled" || status == "interrupted",
+        "run {run_id} ended as `{status}`: {last:#}\n{shutdown}\nserver stderr:\n{log}"
+    );
 
     // The build's child dies with the run (allow a moment for the signal to land).
     let gone = Instant::now() + Duration::from_secs(2);
     while !sleepers(&p.root, "20").is_empty() && Instant::now() < gone {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(sleepers(&p.root, "20"), Vec::<u32>::new(), "a `sleep 20` from the build outlived the server");
+    assert_eq!(sleepers(&p.root, "20"), Vec::<u32>::new(), "a `sleep 20` from the build outlived the server; {shutdown}");
 
     let cp_path = p.root.join(".checkpoints/oc-deploy-ops.checkpoint.json");
     if let Ok(text) = std::fs::read_to_string(&cp_path) {
         serde_json::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{} is not JSON after shutdown: {e}\n{text}", cp_path.display()));
     }
+
+    // The environment is free and nothing is in flight, as `oc-deploy status` reports it.
+    let (code, st) = p.cli_json(&["status"]);
+    assert_eq!(code, 0, "{st:#}");
+    let staging = st["environments"].as_array().unwrap().iter().find(|e| e["env"] == "staging").unwrap();
+    assert_eq!(staging["locked_by"], Value::Null, "{st:#}");
+    assert_eq!(st["in_flight"], json!([]), "{st:#}");
 
     // The environment is free: a new staging run (with a quick build) is not refused as locked.
     let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(p.root.join(".oc-deploy-ops.json")).unwrap()).unwrap();
@@ -393,9 +419,18 @@ async fn a_session_stays_alive_while_a_deploy_runs_past_the_idle_limit() {
     let p = project_with_slow_build(4);
     let server = Server::start(&p, &["--session-idle-seconds", "2"]).await;
     let client = server.client().await;
-    let r = tokio::time::timeout(Duration::from_secs(60), call(&client, "deploy_staging", json!({})))
+    // The deploy takes ~5 s; 30 s is ample, and a lost answer must not hang the suite.
+    let r = tokio::time::timeout(Duration::from_secs(30), call(&client, "deploy_staging", json!({})))
         .await
-        .unwrap_or_else(|_| panic!("deploy_staging did not answer within 60 s; server stderr:\n{}", server.log()))
+        .unwrap_or_else(|_| {
+            let runs = std::fs::read_to_string(p.root.join(".checkpoints/oc-deploy-ops.runs.jsonl")).unwrap_or_default();
+            let ends: Vec<String> = runs
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .map(|l| format!("{} {} {}", l["at"], l["event"], l["run"]["status"]))
+                .collect();
+            panic!("deploy_staging did not answer within 30 s; runs log: {ends:#?}\nserver stderr:\n{}", server.log())
+        })
         .unwrap_or_else(|e| panic!("deploy_staging failed at the protocol level: {e}; server stderr:\n{}", server.log()));
     let out = r.structured_content.clone().unwrap_or_default();
     assert_eq!(r.is_error, Some(false), "{out:#}");

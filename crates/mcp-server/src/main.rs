@@ -4,10 +4,14 @@
 
 mod cli;
 mod confirm;
+mod contract;
 mod demo;
 mod http;
+mod prompts;
 mod render;
+mod resources;
 mod sample_app;
+mod schema;
 mod server;
 mod tools;
 
@@ -275,7 +279,8 @@ async fn run(cli: Cli) -> i32 {
                 Err(c) => return c,
             };
             let exe = std::env::current_exe().unwrap_or_else(|_| "oc-deploy".into());
-            let shared = Shared::new(ServerOptions { root, exe, auto_approve, read_only, toolsets });
+            let root_from_flag = common.project_dir.is_some();
+            let shared = Shared::new(ServerOptions { root, exe, auto_approve, read_only, toolsets, root_from_flag });
             match http {
                 None => serve_stdio(shared).await,
                 Some(addr) => {

@@ -13,8 +13,15 @@ use deploy_core::CoreError;
 use deploy_core::ops::{Ctx, Progress};
 use deploy_core::secret::Redactor;
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::model::{CallToolResult, ContentBlock, Implementation, ProgressNotificationParam, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    CallToolResult, ContentBlock, Implementation, ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
+    ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
+};
+#[allow(deprecated)]
+use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam, SetLevelRequestParams, SubscribeRequestParams, UnsubscribeRequestParams};
+use rmcp::service::NotificationContext;
 use rmcp::service::RequestContext;
+use rmcp::{ErrorData, prompt_handler};
 use rmcp::{RoleServer, ServerHandler, tool_handler};
 use serde::Serialize;
 
@@ -31,6 +38,8 @@ pub struct ServerOptions {
     pub read_only: bool,
     /// Toolsets to expose (pipeline, setup, records); empty means all.
     pub toolsets: Vec<String>,
+    /// `--project-dir` was given: MCP roots do not override it.
+    pub root_from_flag: bool,
 }
 
 /// The toolsets and their tools.
@@ -116,11 +125,71 @@ impl Drop for InFlightGuard {
     }
 }
 
+/// What one MCP session remembers: its log level, its resource subscriptions, and the
+/// project root its client offered (MCP roots).
+#[derive(Debug, Default)]
+pub struct Session {
+    log_level: std::sync::Mutex<Option<u8>>,
+    subscriptions: std::sync::Mutex<std::collections::HashSet<String>>,
+    root: std::sync::RwLock<Option<PathBuf>>,
+    peer: std::sync::OnceLock<rmcp::Peer<RoleServer>>,
+}
+
+/// Severity ranks of MCP logging levels (debug = 0 … emergency = 7).
+#[allow(deprecated)]
+fn level_rank(l: &LoggingLevel) -> u8 {
+    match l {
+        LoggingLevel::Debug => 0,
+        LoggingLevel::Info => 1,
+        LoggingLevel::Notice => 2,
+        LoggingLevel::Warning => 3,
+        LoggingLevel::Error => 4,
+        LoggingLevel::Critical => 5,
+        LoggingLevel::Alert => 6,
+        LoggingLevel::Emergency => 7,
+    }
+}
+
+impl Session {
+    /// Sends a log message to the client if its level allows (default: warning and above).
+    #[allow(deprecated)]
+    pub fn log(&self, level: LoggingLevel, message: &str) {
+        let min = self.log_level.lock().ok().and_then(|g| *g).unwrap_or(3);
+        let Some(peer) = self.peer.get().cloned() else { return };
+        if level_rank(&level) < min {
+            return;
+        }
+        let param = LoggingMessageNotificationParam::new(level, serde_json::Value::String(message.to_owned())).with_logger("oc-deploy");
+        tokio::spawn(async move {
+            let _ = peer.notify_logging_message(param).await;
+        });
+    }
+
+    /// Tells subscribers that these resources changed.
+    pub fn changed(&self, uris: &[String]) {
+        let Some(peer) = self.peer.get().cloned() else { return };
+        let subscribed: Vec<String> = match self.subscriptions.lock() {
+            Ok(s) => uris.iter().filter(|u| s.contains(*u)).cloned().collect(),
+            Err(_) => return,
+        };
+        if subscribed.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            for uri in subscribed {
+                let _ = peer.notify_resource_updated(rmcp::model::ResourceUpdatedNotificationParam::new(uri)).await;
+            }
+        });
+    }
+}
+
 #[derive(Clone)]
 pub struct OcDeploy {
     pub(crate) shared: Arc<Shared>,
+    pub(crate) session: Arc<Session>,
     pub(crate) redactor: Redactor,
     pub(crate) tool_router: ToolRouter<Self>,
+    pub(crate) prompt_router: rmcp::handler::server::router::prompt::PromptRouter<Self>,
 }
 
 impl OcDeploy {
@@ -139,8 +208,29 @@ impl OcDeploy {
                 router.remove_route(t);
             }
         }
+        // Serve compact output schemas (see schema.rs): the whole tools/list stays small.
+        let mut compacted = ToolRouter::new();
+        for mut route in router {
+            if let Some(out) = route.attr.output_schema.take() {
+                route.attr.output_schema = Some(Arc::new(crate::schema::compact_output(&out)));
+            }
+            route.attr.input_schema = Arc::new(crate::schema::compact_input(&route.attr.input_schema));
+            compacted.add_route(route);
+        }
+        let router = compacted;
         let redactor = shared.redactor.clone();
-        Self { shared, redactor, tool_router: router }
+        Self { shared, session: Arc::default(), redactor, tool_router: router, prompt_router: Self::prompt_router() }
+    }
+
+    /// The project root: `--project-dir`, else the first root the client offered, else the
+    /// server's working directory.
+    pub(crate) fn project_root(&self) -> PathBuf {
+        if !self.shared.opts.root_from_flag {
+            if let Some(r) = self.session.root.read().ok().and_then(|g| g.clone()) {
+                return r;
+            }
+        }
+        self.shared.opts.root.clone()
     }
 
     /// The deploy-core context for one call: project directory checked against the root,
@@ -158,7 +248,7 @@ impl OcDeploy {
         follow_request: bool,
     ) -> Result<(Ctx, Option<Arc<std::sync::atomic::AtomicBool>>), CoreError> {
         let opts = &self.shared.opts;
-        let root = deploy_core::ops::resolve_project_dir(&opts.root, project_dir)?;
+        let root = deploy_core::ops::resolve_project_dir(&self.project_root(), project_dir)?;
         // Cancelled by the client's notifications/cancelled or by server shutdown.
         let cancel = self.shared.shutdown.child_token();
         if follow_request {
@@ -172,24 +262,107 @@ impl OcDeploy {
         }
         let mut ctx = Ctx::new(&root, opts.exe.clone(), self.redactor.clone()).with_cancel(cancel);
         ctx.auto_approve = opts.auto_approve;
-        let mut switch = None;
-        if let Some(token) = rc.meta.get_progress_token() {
-            let p = McpProgress::new(rc.peer.clone(), token, self.redactor.clone());
-            switch = Some(p.active.clone());
-            ctx = ctx.with_progress(Arc::new(p));
-        }
+        let p = McpProgress::new(rc.peer.clone(), rc.meta.get_progress_token(), self.redactor.clone(), self.session.clone());
+        let switch = Some(p.active.clone());
+        ctx = ctx.with_progress(Arc::new(p));
         Ok((ctx, switch))
     }
 }
 
 #[tool_handler(router = self.tool_router)]
+#[prompt_handler(router = self.prompt_router)]
 impl ServerHandler for OcDeploy {
+    #[allow(deprecated)]
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        let caps = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_prompts()
+            .enable_resources()
+            .enable_resources_subscribe()
+            .enable_logging()
+            .build();
+        ServerConfig::new(caps)
             .with_server_info(
                 Implementation::new("oc-deploy", env!("CARGO_PKG_VERSION")).with_title("oc-deploy: gated deploys for coding agents"),
             )
             .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn on_initialized(&self, cx: NotificationContext<RoleServer>) {
+        self.learn_roots(cx.peer).await;
+    }
+
+    async fn on_roots_list_changed(&self, cx: NotificationContext<RoleServer>) {
+        self.learn_roots(cx.peer).await;
+    }
+
+    async fn list_resources(
+        &self,
+        _r: Option<PaginatedRequestParams>,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(crate::resources::list())
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _r: Option<PaginatedRequestParams>,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(crate::resources::templates())
+    }
+
+    async fn read_resource(
+        &self,
+        r: ReadResourceRequestParams,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        crate::resources::read(&r.uri, &self.project_root(), &self.redactor).map(Into::into)
+    }
+
+    #[allow(deprecated)]
+    async fn subscribe(&self, r: SubscribeRequestParams, cx: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+        let _ = self.session.peer.set(cx.peer);
+        if let Ok(mut s) = self.session.subscriptions.lock() {
+            s.insert(r.uri);
+        }
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(&self, r: UnsubscribeRequestParams, _cx: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+        if let Ok(mut s) = self.session.subscriptions.lock() {
+            s.remove(&r.uri);
+        }
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn set_level(&self, r: SetLevelRequestParams, cx: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+        let _ = self.session.peer.set(cx.peer);
+        if let Ok(mut l) = self.session.log_level.lock() {
+            *l = Some(level_rank(&r.level));
+        }
+        Ok(())
+    }
+}
+
+impl OcDeploy {
+    #[allow(deprecated)]
+    async fn learn_roots(&self, peer: rmcp::Peer<RoleServer>) {
+        let _ = self.session.peer.set(peer.clone());
+        if self.shared.opts.root_from_flag || peer.peer_info().is_none_or(|i| i.capabilities.roots.is_none()) {
+            return;
+        }
+        #[allow(deprecated)]
+        let roots = peer.list_roots().await;
+        if let Ok(r) = roots {
+            let dir = r.roots.iter().find_map(|root| root.uri.strip_prefix("file://").map(PathBuf::from)).filter(|p| p.is_dir());
+            if let (Some(d), Ok(mut g)) = (dir, self.session.root.write()) {
+                tracing::info!(root = %d.display(), "using the project root the client offered");
+                *g = Some(d);
+            }
+        }
     }
 }
 
@@ -203,12 +376,17 @@ pub(crate) struct McpProgress {
 }
 
 impl McpProgress {
-    fn new(peer: rmcp::Peer<RoleServer>, token: rmcp::model::ProgressToken, redactor: Redactor) -> Self {
+    /// Progress notifications when the request has a token, and info-level log messages when
+    /// the session asked for them.
+    fn new(peer: rmcp::Peer<RoleServer>, token: Option<rmcp::model::ProgressToken>, redactor: Redactor, session: Arc<Session>) -> Self {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u32, u32, String)>();
         tokio::spawn(async move {
             // Progress must strictly increase; repeated step numbers get a small increment.
             let last = AtomicU64::new(0);
             while let Some((k, n, msg)) = rx.recv().await {
+                #[allow(deprecated)]
+                session.log(LoggingLevel::Info, &redactor.redact(&msg));
+                let Some(token) = &token else { continue };
                 let prev = f64::from_bits(last.load(Ordering::Relaxed));
                 let p = if f64::from(k) > prev { f64::from(k) } else { prev + 0.01 };
                 last.store(p.to_bits(), Ordering::Relaxed);

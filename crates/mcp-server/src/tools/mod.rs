@@ -54,9 +54,17 @@ impl OcDeploy {
             detached = Some(rx);
         }
         let guard = self.shared.inflight.enter();
+        let session = self.session.clone();
         let mut task = tokio::spawn(async move {
             let _guard = guard;
-            op(ctx).await
+            let r = op(ctx).await;
+            // Subscribers hear that the run list, the checkpoint and this run's report changed.
+            let mut changed = vec![crate::resources::RUNS.to_owned(), crate::resources::CHECKPOINT.to_owned()];
+            if let Ok(o) = &r {
+                changed.push(crate::resources::report_uri(&o.run.run_id));
+            }
+            session.changed(&changed);
+            r
         });
         let joined = |r: Result<Result<RunOutcome, CoreError>, tokio::task::JoinError>| {
             r.unwrap_or_else(|e| {
