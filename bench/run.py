@@ -532,21 +532,26 @@ def measure_http_latency(servers: list[Server], ports: dict[str, int], calls: in
         s.results["http_p95_ms"] = percentile(xs, 95)
 
 
-def measure_throughput(s: Server, proc: subprocess.Popen, port: int, clients: int, duration: float) -> None:
-    """`clients` threads, each with its own session and connection, call for `duration` seconds.
-
-    Only calls that complete inside the window count. The server's CPU time over the window
-    (from /proc) divided by the calls gives its CPU cost per call, a figure the Python client's
-    own speed cannot distort; the client's CPU share is reported so the reader can tell when
-    the client, not the server, was the limit.
-    """
-    sessions = []
+def open_sessions(s: Server, port: int, clients: int) -> list[HttpClient]:
+    """Opens `clients` sessions (each on its own connection) and times each one's handshake:
+    a new session is where a server builds its per-session state."""
+    sessions, times = [], []
     for _ in range(clients):
         c = HttpClient(port, s.label)
+        t0 = time.perf_counter()
         c.handshake()
+        times.append((time.perf_counter() - t0) * 1000)
         for _ in range(5):  # warm-up calls, not counted
             c.request("tools/call", {"name": s.tool, "arguments": s.arguments})
         sessions.append(c)
+    s.results["session_median_ms"] = statistics.median(times)
+    return sessions
+
+
+def throughput_window(s: Server, proc: subprocess.Popen, sessions: list[HttpClient], duration: float) -> tuple[int, float, float]:
+    """Every session calls in its own thread for `duration` seconds; returns (calls, server CPU s,
+    bench CPU s). Only calls that complete inside the window count."""
+    clients = len(sessions)
     counts = [0] * clients
     errors: list[str] = []
     barrier = threading.Barrier(clients + 1, timeout=READ_TIMEOUT_S)
@@ -578,25 +583,50 @@ def measure_throughput(s: Server, proc: subprocess.Popen, port: int, clients: in
     for t in threads:
         t.start()
     cpu0, client_cpu0 = cpu_seconds(proc.pid), time.process_time()
-    window["start"] = time.perf_counter()
-    window["end"] = window["start"] + duration
+    window["end"] = time.perf_counter() + duration
     barrier.wait()
     for t in threads:
         t.join(timeout=duration + READ_TIMEOUT_S + 5)
     cpu1, client_cpu1 = cpu_seconds(proc.pid), time.process_time()
-    for c in sessions:
-        c.close()
     if any(t.is_alive() for t in threads):
         raise BenchError(f"{s.label}: a client thread did not finish")
     if errors:
         raise BenchError(f"{s.label}: {len(errors)} clients failed; first: {errors[0]}")
-    total = sum(counts)
-    if total == 0:
+    if sum(counts) == 0:
         raise BenchError(f"{s.label}: no call completed in the throughput window")
-    s.results["rps"] = total / duration
-    s.results["server_cpu_us_per_call"] = (cpu1 - cpu0) / total * 1e6
-    s.results["client_cpu_share"] = (client_cpu1 - client_cpu0) / ((cpu1 - cpu0) + (client_cpu1 - client_cpu0) or 1)
-    s.results["http_rss_mib"] = peak_rss_mib(proc.pid)
+    return sum(counts), cpu1 - cpu0, client_cpu1 - client_cpu0
+
+
+def measure_throughput(
+    servers: list[Server], procs: dict[str, subprocess.Popen], ports: dict[str, int], clients: int, duration: float, rounds: int
+) -> None:
+    """`clients` concurrent sessions per server; `rounds` windows per server, alternating between
+    the servers so that a burst of machine noise does not land on one server only.
+
+    Requests per second is the median over the rounds. The server's CPU time over the windows
+    (from /proc) divided by its calls gives its CPU cost per call, a figure the Python client's
+    own speed cannot distort; the bench's CPU share tells when the client, not the server, was
+    the limit. Peak RSS is read after the last round.
+    """
+    sessions = {s.label: open_sessions(s, ports[s.label], clients) for s in servers}
+    tallies: dict[str, list[tuple[int, float, float]]] = {s.label: [] for s in servers}
+    try:
+        for r in range(rounds):
+            for s in servers:
+                log(f"HTTP throughput: {s.label}, round {r + 1}/{rounds}: {clients} clients for {duration:g} s")
+                tallies[s.label].append(throughput_window(s, procs[s.label], sessions[s.label], duration))
+    finally:
+        for cs in sessions.values():
+            for c in cs:
+                c.close()
+    for s in servers:
+        t = tallies[s.label]
+        calls, server_cpu, client_cpu = (sum(x[i] for x in t) for i in range(3))
+        s.results["rps"] = statistics.median(x[0] / duration for x in t)
+        s.results["rps_rounds"] = [round(x[0] / duration) for x in t]
+        s.results["server_cpu_us_per_call"] = server_cpu / calls * 1e6
+        s.results["client_cpu_share"] = client_cpu / ((server_cpu + client_cpu) or 1)
+        s.results["http_rss_mib"] = peak_rss_mib(procs[s.label].pid)
 
 
 # --------------------------------------------------------------------------------------------
@@ -611,7 +641,8 @@ ROWS = [
     ("stdio_p95_ms", "stdio tools/call p95", "ms", "{:.3f}", "lower"),
     ("http_p50_ms", "HTTP tools/call p50", "ms", "{:.3f}", "lower"),
     ("http_p95_ms", "HTTP tools/call p95", "ms", "{:.3f}", "lower"),
-    ("rps", "HTTP throughput, {clients} clients", "req/s", "{:,.0f}", "higher"),
+    ("session_median_ms", "HTTP new session (initialize + initialized), median", "ms", "{:.2f}", "lower"),
+    ("rps", "HTTP throughput, {clients} clients (median of rounds)", "req/s", "{:,.0f}", "higher"),
     ("server_cpu_us_per_call", "server CPU per HTTP call under load", "µs", "{:,.0f}", "lower"),
     ("client_cpu_share", "bench client's share of CPU under load", "%", "{:.0%}", "info"),
     ("stdio_rss_mib", "peak RSS after the stdio calls", "MiB", "{:.1f}", "lower"),
@@ -695,13 +726,14 @@ def main() -> int:
     ap.add_argument("--warmup-calls", type=int, default=50, help="discarded calls before measuring latency (default 50)")
     ap.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients (default 32)")
     ap.add_argument("--duration", type=float, default=5.0, help="throughput window in seconds (default 5)")
+    ap.add_argument("--rounds", type=int, default=3, help="throughput windows per server, alternating (default 3)")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 5 cold starts, 100 calls, a 2 s window")
     ap.add_argument("--markdown", nargs="?", const="-", metavar="PATH", help="print the table as Markdown, or write it to PATH")
     ap.add_argument("--json", metavar="PATH", help="also write the raw figures as JSON to PATH")
     args = ap.parse_args()
     if args.quick:
-        args.cold_runs, args.calls, args.warmup_calls, args.duration = 5, 100, 20, 2.0
-    for name in ("cold_runs", "calls", "clients"):
+        args.cold_runs, args.calls, args.warmup_calls, args.duration, args.rounds = 5, 100, 20, 2.0, 1
+    for name in ("cold_runs", "calls", "clients", "rounds"):
         if not 1 <= getattr(args, name) <= 100_000:
             ap.error(f"--{name.replace('_', '-')} must be between 1 and 100000")
     if not 0.5 <= args.duration <= 600:
@@ -752,17 +784,17 @@ def main() -> int:
             http_procs[s.label], ports[s.label] = start_http(s)
         log(f"HTTP latency: {args.warmup_calls} warm-up + {args.calls} calls each, alternating")
         measure_http_latency(servers, ports, args.calls, args.warmup_calls)
-        for s in servers:
-            log(f"HTTP throughput: {s.label}, {args.clients} clients for {args.duration:g} s")
-            measure_throughput(s, http_procs[s.label], ports[s.label], args.clients, args.duration)
-            stop(http_procs[s.label])
+        measure_throughput(servers, http_procs, ports, args.clients, args.duration, args.rounds)
+        for proc in http_procs.values():
+            stop(proc)
 
         header = ["figure", "oc-deploy", "baseline", "ratio oc-deploy / baseline"]
         rows = table_rows(oc, base, args.clients)
         notes = (
             f"{machine['date']} · {machine['cpus']} CPUs ({machine['model']}) · load before the run {machine['load']} · "
             f"{machine['rustc']} · oc-deploy {machine['commit']} · oc-deploy calls deploy_status, the baseline calls echo · "
-            f"{args.cold_runs} cold starts, {args.calls} calls per transport, {args.clients} clients for {args.duration:g} s"
+            f"{args.cold_runs} cold starts, {args.calls} calls per transport, {args.clients} clients × {args.rounds} rounds of {args.duration:g} s · "
+            f"req/s per round: oc-deploy {oc.results['rps_rounds']}, baseline {base.results['rps_rounds']}"
         )
         if args.markdown == "-":
             print(render_markdown(header, rows))

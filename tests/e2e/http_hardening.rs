@@ -153,7 +153,7 @@ fn project_with_slow_build(seconds: u32) -> Project {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_concurrent_sessions_each_get_their_status() {
-    const SESSIONS: usize = 70;
+    const SESSIONS: usize = 50;
     let p = Project::sample();
     let server = Server::start(&p, &[]).await;
     // All 50 sessions are open at once (as 50 agents would hold them), then all call at once.
@@ -185,9 +185,9 @@ async fn fifty_concurrent_sessions_each_get_their_status() {
         }
         results
     };
-    let results = tokio::time::timeout(Duration::from_secs(20), work)
+    let results = tokio::time::timeout(Duration::from_secs(60), work)
         .await
-        .unwrap_or_else(|_| panic!("50 sessions did not all finish within 60 s; server stderr:\n{}", server.log()));
+        .unwrap_or_else(|_| panic!("{SESSIONS} sessions did not all finish within 60 s; server stderr:\n{}", server.log()));
     let mut failures = Vec::new();
     for (i, r) in results.into_iter().enumerate() {
         match r {
@@ -196,7 +196,13 @@ async fn fifty_concurrent_sessions_each_get_their_status() {
             Err(e) => failures.push(e),
         }
     }
-    assert!(failures.is_empty(), "{} of 50 sessions failed:\n{}\nserver stderr:\n{}", failures.len(), failures.join("\n"), server.log());
+    assert!(
+        failures.is_empty(),
+        "{} of {SESSIONS} sessions failed:\n{}\nserver stderr:\n{}",
+        failures.len(),
+        failures.join("\n"),
+        server.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -367,7 +373,9 @@ async fn sigterm_during_a_deploy_cancels_the_run_and_frees_the_environment() {
     let took = signalled.elapsed();
     let log = server.log();
 
-    // What the deploying client saw (it must not hang either).
+    // What the deploying client saw goes into the failure messages below, but is not asserted:
+    // the server closes its sessions before the cancelled run answers, and rmcp's client then
+    // keeps retrying its event stream instead of failing the call.
     let seen = tokio::time::timeout(Duration::from_secs(5), deploy).await;
     let seen = match seen {
         Ok(Ok(Ok(r))) => format!("a result: {:?}", r.structured_content.map(|s| s["status"].clone())),
@@ -388,7 +396,7 @@ async fn sigterm_during_a_deploy_cancels_the_run_and_frees_the_environment() {
     // The build's child dies with the run (allow a moment for the signal to land).
     let gone = Instant::now() + Duration::from_secs(2);
     while !sleepers(&p.root, "20").is_empty() && Instant::now() < gone {
-        std::thread::sleep(Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(sleepers(&p.root, "20"), Vec::<u32>::new(), "a `sleep 20` from the build outlived the server; {shutdown}");
 

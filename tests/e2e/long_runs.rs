@@ -152,3 +152,98 @@ async fn a_client_that_disconnects_mid_run_leaves_consistent_state() {
     assert!(status == "cancelled" || status == "interrupted", "{r:#}");
     assert!(r["environments"][0]["locked_by"].is_null(), "{r:#}");
 }
+
+mod tasks {
+    use super::*;
+    use rmcp::model::{CancelTaskParams, ClientCapabilities, ClientConfig, GetTaskParams, Implementation, TaskPayload};
+    use rmcp::transport::TokioChildProcess;
+    use rmcp::{ClientHandler, ServiceExt};
+
+    /// A client that declares the tasks extension.
+    #[derive(Clone, Default)]
+    struct TaskClient;
+
+    impl ClientHandler for TaskClient {
+        fn get_info(&self) -> ClientConfig {
+            let caps: ClientCapabilities =
+                serde_json::from_value(json!({ "extensions": { "io.modelcontextprotocol/tasks": {} } })).unwrap();
+            ClientConfig::new(caps, Implementation::new("task-client", "0"))
+        }
+    }
+
+    async fn connect(p: &Project) -> rmcp::service::RunningService<rmcp::RoleClient, TaskClient> {
+        let mut cmd = tokio::process::Command::new(oc_deploy_e2e::bin());
+        cmd.arg("serve").arg("--project-dir").arg(&p.root);
+        TaskClient.serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap()
+    }
+
+    fn staging() -> CallToolRequestParams {
+        CallToolRequestParams::new("deploy_staging").with_arguments(json!({}).as_object().unwrap().clone())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn staging_runs_as_a_task_with_status_messages() {
+        let p = slow_project(2);
+        let c = connect(&p).await;
+        let task = match c.call_tool_once(staging()).await.unwrap() {
+            rmcp::model::CallToolResponse::Task(t) => t.task,
+            other => panic!("expected a task, got {other:?}"),
+        };
+        let mut messages = Vec::new();
+        let mut result = None;
+        wait_for(
+            async || {
+                let info = c.peer().get_task(GetTaskParams::new(task.task_id.clone())).await.unwrap().task;
+                if let Some(m) = &info.task.status_message {
+                    messages.push(m.clone());
+                }
+                if info.status().is_terminal() {
+                    result = Some(info.payload);
+                    return true;
+                }
+                false
+            },
+            Duration::from_secs(60),
+            "the task to finish",
+        )
+        .await;
+        match result.unwrap() {
+            TaskPayload::Completed { result } => {
+                assert_eq!(result["structuredContent"]["status"], "succeeded", "{result:#?}");
+            }
+            other => panic!("expected a completed task, got {other:?}"),
+        }
+        assert!(messages.iter().any(|m| m.contains("step")), "status messages follow the steps: {messages:?}");
+        c.cancel().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn cancelling_the_task_stops_the_run() {
+        let p = slow_project(30);
+        let c = connect(&p).await;
+        let task = match c.call_tool_once(staging()).await.unwrap() {
+            rmcp::model::CallToolResponse::Task(t) => t.task,
+            other => panic!("expected a task, got {other:?}"),
+        };
+        wait_for(async || sleep_alive(&p.root, 30), Duration::from_secs(20), "the build to start").await;
+        c.peer().cancel_task(CancelTaskParams::new(task.task_id.clone())).await.unwrap();
+        let mut status = None;
+        wait_for(
+            async || {
+                let info = c.peer().get_task(GetTaskParams::new(task.task_id.clone())).await.unwrap().task;
+                status = Some(info.status());
+                info.status().is_terminal()
+            },
+            Duration::from_secs(20),
+            "the task to settle",
+        )
+        .await;
+        assert_eq!(status, Some(rmcp::model::TaskStatus::Cancelled));
+        assert!(!sleep_alive(&p.root, 30), "the build still runs");
+        let (code, s) = p.cli_json(&["status"]);
+        assert_eq!(code, 0);
+        assert_eq!(s["recent"][0]["status"], "cancelled", "{s:#}");
+        assert!(s["environments"][0]["locked_by"].is_null(), "{s:#}");
+        c.cancel().await.unwrap();
+    }
+}

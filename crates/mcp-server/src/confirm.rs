@@ -43,6 +43,8 @@ pub enum McpConfirmer {
     Defer,
     /// The human already answered (the second round).
     Answered(ConfirmOutcome),
+    /// Inside an MCP task on 2026-07-28: ask through the task's input requests.
+    Task(rmcp::task_manager::TaskContext),
     /// The client can ask no one: deploy-core falls back to a token for the agent.
     Unavailable,
 }
@@ -61,9 +63,32 @@ impl Confirmer for McpConfirmer {
                 }
             },
             Self::Defer => ConfirmOutcome::Deferred,
+            Self::Task(t) => {
+                let Ok(schema) = rmcp::model::ElicitationSchema::from_type::<ConfirmForm>() else { return ConfirmOutcome::Unavailable };
+                let ask = InputRequest::Elicitation(ElicitRequest::new(ElicitRequestParams::FormElicitationParams {
+                    meta: None,
+                    message: plan_message(plan),
+                    requested_schema: schema,
+                }));
+                match t.request_input(INPUT_KEY, ask).await {
+                    Ok(answer) => outcome_of(&answer, "elicitation (task input)"),
+                    Err(_) => ConfirmOutcome::Cancelled,
+                }
+            }
             Self::Answered(o) => o.clone(),
             Self::Unavailable => ConfirmOutcome::Unavailable,
         }
+    }
+}
+
+/// The human's answer, from an elicitation result (`{action, content: {approve, note}}`).
+fn outcome_of(response: &serde_json::Value, how: &str) -> ConfirmOutcome {
+    match response.get("action").and_then(|a| a.as_str()) {
+        Some("accept") if response.pointer("/content/approve").and_then(|v| v.as_bool()) == Some(true) => {
+            ConfirmOutcome::Approved { by: approved_by(how, response.pointer("/content/note").and_then(|v| v.as_str())) }
+        }
+        Some("accept") | Some("decline") => ConfirmOutcome::Declined,
+        _ => ConfirmOutcome::Cancelled,
     }
 }
 
@@ -128,18 +153,14 @@ pub fn confirmer_for(
             .as_ref()
             .and_then(|r| r.get(INPUT_KEY))
             .ok_or_else(|| CoreError::invalid("inputResponses", format!("no `{INPUT_KEY}` response"), "answer the confirmation request"))?;
-        let outcome = match response.get("action").and_then(|a| a.as_str()) {
-            Some("accept") if response.pointer("/content/approve").and_then(|v| v.as_bool()) == Some(true) => {
-                let note = response.pointer("/content/note").and_then(|v| v.as_str());
-                ConfirmOutcome::Approved { by: approved_by("elicitation (multi-round-trip)", note) }
-            }
-            Some("accept") | Some("decline") => ConfirmOutcome::Declined,
-            _ => ConfirmOutcome::Cancelled,
-        };
+        let outcome = outcome_of(response, "elicitation (multi-round-trip)");
         answer.input_token = Some(token);
         return Ok((McpConfirmer::Answered(outcome), answer));
     }
     if is_multi_round_trip(rc) {
+        if let Some(task) = crate::tasks::current() {
+            return Ok((McpConfirmer::Task(task), answer));
+        }
         return Ok((McpConfirmer::Defer, answer));
     }
     if rc.peer.supported_elicitation_modes().contains(&ElicitationMode::Form) {

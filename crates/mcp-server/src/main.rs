@@ -13,6 +13,7 @@ mod resources;
 mod sample_app;
 mod schema;
 mod server;
+mod tasks;
 mod tools;
 
 use std::net::SocketAddr;

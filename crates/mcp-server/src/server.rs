@@ -14,8 +14,9 @@ use deploy_core::ops::{Ctx, Progress};
 use deploy_core::secret::Redactor;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{
-    CallToolResult, ContentBlock, Implementation, ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
-    ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock, GetTaskParams, GetTaskResult, Implementation,
+    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig, UpdateTaskParams,
 };
 #[allow(deprecated)]
 use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam, SetLevelRequestParams, SubscribeRequestParams, UnsubscribeRequestParams};
@@ -61,6 +62,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     pub inflight: Arc<InFlight>,
     pub codec: Arc<rmcp::model::RequestStateCodec>,
+    /// Long tools running as MCP tasks, shared by every session of the process.
+    pub tasks: rmcp::task_manager::TaskManager,
 }
 
 impl Shared {
@@ -71,6 +74,7 @@ impl Shared {
             shutdown: CancellationToken::new(),
             inflight: Arc::default(),
             codec: crate::confirm::state_codec(),
+            tasks: Default::default(),
         })
     }
 
@@ -280,12 +284,32 @@ impl ServerHandler for OcDeploy {
             .enable_resources()
             .enable_resources_subscribe()
             .enable_logging()
+            .enable_tasks()
             .build();
         ServerConfig::new(caps)
             .with_server_info(
                 Implementation::new("oc-deploy", env!("CARGO_PKG_VERSION")).with_title("oc-deploy: gated deploys for coding agents"),
             )
             .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn call_tool(&self, request: CallToolRequestParams, rc: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
+        if self.wants_task(&request, &rc) {
+            return Ok(self.start_task(request, rc));
+        }
+        self.tool_router.call(rmcp::handler::server::tool::ToolCallContext::new(self, request, rc)).await
+    }
+
+    async fn get_task(&self, r: GetTaskParams, _cx: RequestContext<RoleServer>) -> Result<GetTaskResult, ErrorData> {
+        Ok(GetTaskResult::new(self.shared.tasks.get_task(&r.task_id)?))
+    }
+
+    async fn update_task(&self, r: UpdateTaskParams, _cx: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+        self.shared.tasks.update_task(&r.task_id, r.input_responses)
+    }
+
+    async fn cancel_task(&self, r: CancelTaskParams, _cx: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+        self.shared.tasks.cancel_task(&r.task_id)
     }
 
     async fn on_initialized(&self, cx: NotificationContext<RoleServer>) {
@@ -404,6 +428,7 @@ impl McpProgress {
 
 impl Progress for McpProgress {
     fn step(&self, k: u32, n: u32, message: &str) {
+        crate::tasks::status(&format!("step {k}/{n}: {message}"));
         if self.active.load(Ordering::Relaxed) {
             let _ = self.tx.send((k, n, message.to_owned()));
         }
