@@ -177,6 +177,7 @@ def cargo_build(cwd: Path, args: list[str], binary: str) -> Path:
             exe = Path(msg["executable"])
     if exe is None or not exe.exists():
         raise BenchError(f"cargo built no `{binary}` executable in {cwd}")
+    exe = exe.resolve()
     log(f"built {exe} in {time.monotonic() - started:.0f} s")
     return exe
 
@@ -752,6 +753,9 @@ def main() -> int:
             oc_bin = cargo_build(REPO_ROOT, ["-p", "oc-deploy"], "oc-deploy")
             base_bin = cargo_build(BASELINE_DIR, [], "echo-baseline")
         machine = machine_summary()
+        load1 = os.getloadavg()[0]
+        if load1 > 0.5 * (os.cpu_count() or 1):
+            log(f"warning: the machine is busy (1-minute load {load1:.2f} on {os.cpu_count()} CPUs): expect noisy figures")
         project = make_project(oc_bin)
         oc = Server(
             label="oc-deploy",

@@ -1,4 +1,7 @@
 //! The whole pipeline through the CLI, on the local platform, as an operator would run it.
+// Tests drive the binary under test directly; the product itself starts programs only through
+// deploy_core::process (clippy.toml).
+#![allow(clippy::disallowed_methods)]
 
 use oc_deploy_e2e::{Project, get};
 

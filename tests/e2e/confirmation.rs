@@ -1,6 +1,9 @@
 //! Real human confirmation through the MCP client, on every protocol version: live elicitation
 //! (2025-06-18, 2025-11-25), multi-round-trip input (2026-07-28), and the token fallback for
 //! clients that can ask no one. Decline and cancel ship nothing and are recorded.
+// Tests drive the binary under test directly; the product itself starts programs only through
+// deploy_core::process (clippy.toml).
+#![allow(clippy::disallowed_methods)]
 
 use std::sync::{Arc, Mutex};
 

@@ -1,6 +1,9 @@
 //! The HTTP endpoint under stress and at its edges: many concurrent sessions, idle sessions that
 //! expire (and rmcp's client recovering from that), oversized bodies, SIGTERM during a deploy,
 //! and a session kept alive by a long deploy. Every test runs the real binary on 127.0.0.1.
+// Tests drive the binary under test directly; the product itself starts programs only through
+// deploy_core::process (clippy.toml).
+#![allow(clippy::disallowed_methods)]
 
 use std::io::Read;
 use std::path::Path;

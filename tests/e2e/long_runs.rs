@@ -1,5 +1,8 @@
 //! Long runs: progress from the start, background runs followed through deploy_status, and
 //! cancellation that kills the child process, records the run as cancelled and frees the lock.
+// Tests drive the binary under test directly; the product itself starts programs only through
+// deploy_core::process (clippy.toml).
+#![allow(clippy::disallowed_methods)]
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,7 @@
 //! An MCP client (rmcp's) over stdio against the built binary.
+// Tests drive the binary under test directly; the product itself starts programs only through
+// deploy_core::process (clippy.toml).
+#![allow(clippy::disallowed_methods)]
 
 use oc_deploy_e2e::Project;
 use serde_json::json;

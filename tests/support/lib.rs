@@ -1,6 +1,9 @@
 //! Shared helpers for the end-to-end tests: the built binary, a sample git project on the local
 //! platform with its own free ports, CLI runs, and rmcp clients over stdio and HTTP. Tests clean
 //! up every release they start (`oc-deploy local down` on drop).
+// Tests drive the binary under test directly; the product itself starts programs only through
+// deploy_core::process (clippy.toml).
+#![allow(clippy::disallowed_methods)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

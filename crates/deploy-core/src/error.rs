@@ -30,6 +30,8 @@ pub enum CoreError {
     Confirmation { message: String },
     #[error("local platform: {message}")]
     Local { message: String, hint: String },
+    #[error("{path} is not valid: {message}")]
+    StateInvalid { path: PathBuf, message: String },
     #[error("refused: {message}")]
     Refused { message: String, hint: String },
     #[error("{what}: {message}")]
@@ -70,6 +72,7 @@ impl CoreError {
             Self::Confirmation { .. } => "confirmation_refused",
             Self::Local { .. } => "local_platform_error",
             Self::Refused { .. } => "refused",
+            Self::StateInvalid { .. } => "state_invalid",
             Self::NotFound { .. } => "not_found",
             Self::Io { .. } => "io_error",
         }
@@ -90,6 +93,10 @@ impl CoreError {
             | Self::Local { hint, .. }
             | Self::Refused { hint, .. }
             | Self::NotFound { hint, .. } => hint.clone(),
+            Self::StateInvalid { .. } => {
+                "fix the file by hand or restore it from version control (oc-deploy writes it atomically, so a broken one was edited)"
+                    .into()
+            }
             Self::PathOutsideProject { .. } => "use a path inside the project directory the server was started with (--project-dir)".into(),
             Self::Locked { .. } => "wait for the running deploy to finish (deploy_status shows it), then retry".into(),
             Self::ProgramFailed { program, .. } => format!("read the output of {program} above, fix the cause and retry"),

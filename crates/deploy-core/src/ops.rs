@@ -53,6 +53,9 @@ pub struct Ctx {
     pub supervisor_exe: PathBuf,
     /// The operator started oc-deploy with auto-approve (`--yes`): no confirmation is asked.
     pub auto_approve: bool,
+    /// Auto-approve also covers `skip_security` (HIGH RISK). Only an operator's `--yes` on that
+    /// very command sets it; a server started with `--auto-approve` still asks a human.
+    pub auto_approve_high_risk: bool,
     /// The id the next run gets (so a caller can name it before it starts).
     pub run_id: Option<RunId>,
     /// Fired once a run is past its human checkpoints and holds its lock: a background caller
@@ -88,6 +91,7 @@ impl Ctx {
             progress: Arc::new(NoProgress),
             supervisor_exe,
             auto_approve: false,
+            auto_approve_high_risk: false,
             run_id: None,
             detach: None,
         }
@@ -332,7 +336,7 @@ async fn gate_step(ctl: &mut RunCtl<'_>, cfg: &Config, skip_security: bool) -> R
 }
 
 fn record_gate(store: &Store, gate: &GateResult) {
-    let summary = GateSummary { decision: gate.decision, counts: gate.counts, at: gate.checked_at.clone() };
+    let summary = GateSummary { decision: gate.decision, counts: gate.counts, at: gate.checked_at.clone(), extra: Default::default() };
     if let Err(e) = store.update(|s| s.last_gate = Some(summary)) {
         tracing::error!(error = %e, "could not record the gate result");
     }
@@ -368,7 +372,7 @@ async fn confirm_step<'a, C: Confirmer>(
             return Err(e);
         }
         "confirmation token".to_string()
-    } else if ctl.ctx.auto_approve && answer.input_token.is_none() {
+    } else if ctl.ctx.auto_approve && answer.input_token.is_none() && (!plan.skip_security || ctl.ctx.auto_approve_high_risk) {
         "auto-approve (operator flag)".to_string()
     } else {
         ctl.apply(Event::ConfirmationRequested)?;
@@ -588,7 +592,7 @@ async fn deploy_steps(ctl: &mut RunCtl<'_>, cfg: &Config, provider: &impl Provid
     let run_id = ctl.run.run_id.clone();
     let url = cfg.base_url(env).ok();
     let _ = ctl.ctx.store.update(|s| {
-        let e = s.environments.entry(env).or_default();
+        let e = s.env_mut(env);
         if e.version.as_deref() != Some(version.as_str()) {
             e.previous_version = e.version.take();
         }
@@ -669,8 +673,11 @@ fn record_smoke(
     let passed = checks.iter().all(|c| c.passed);
     let _ = (version, run_id);
     let res = store.update(|s| {
-        s.smoke_results = checks.iter().map(|c| (c.name.clone(), if c.passed { "pass".to_string() } else { "fail".to_string() })).collect();
-        let e = s.environments.entry(env).or_default();
+        if env == Environment::Staging {
+            s.smoke_results =
+                checks.iter().map(|c| (c.name.clone(), if c.passed { "pass".to_string() } else { "fail".to_string() })).collect();
+        }
+        let e = s.env_mut(env);
         e.last_smoke = Some(if passed { "pass" } else { "fail" }.into());
         e.url = Some(url.to_owned());
         let commit = commit.map(|c| c.to_string()).or_else(|| e.commit.clone());
@@ -749,7 +756,7 @@ pub async fn deploy_prod<C: Confirmer>(ctx: &Ctx, req: ProdRequest, confirmer: &
         return Ok(ctl.outcome("fix the blocking findings first"));
     }
     let cp = ctx.store.load()?;
-    let staging = cp.skill_state.environments.get(&Environment::Staging).cloned().unwrap_or_default();
+    let staging = cp.skill_state.env(Environment::Staging).cloned().unwrap_or_default();
     let verified = staging.verified_commit.as_deref() == Some(commit.as_str()) && staging.last_smoke.as_deref() == Some("pass");
     ctl.apply(Event::StagingEvidence { verified_for_commit: verified })?;
     let staging_smoke = match (&staging.last_smoke, staging.commit.as_deref() == Some(commit.as_str())) {
@@ -811,7 +818,7 @@ pub async fn deploy_prod<C: Confirmer>(ctx: &Ctx, req: ProdRequest, confirmer: &
     ctx.store.update(|s| {
         s.prev_prod_version = prev2.clone();
         s.rollback_available = prev2.is_some();
-        s.environments.entry(env).or_default().previous_version = prev2;
+        s.env_mut(env).previous_version = prev2;
     })?;
     ctl.end(StepStatus::Passed, format!("previous version: {}", previous.as_deref().unwrap_or("none (first production deploy)")));
 
@@ -836,7 +843,7 @@ pub async fn deploy_prod<C: Confirmer>(ctx: &Ctx, req: ProdRequest, confirmer: &
     // Health, with the skill's wait-and-recheck before rolling back.
     let checker = Checker::new(&cfg.health);
     let fallback = cfg.local.as_ref().map(|l| l.health_path.clone()).unwrap_or_else(|| "/".into());
-    let baseline = cp.skill_state.health_baselines.get(&env).cloned();
+    let baseline = cp.skill_state.health_baselines.get(env.as_str()).cloned();
     ctl.apply(Event::VerifyStarted)?;
     ctl.begin("health", &format!("checking {base_url}"));
     let mut report = checker.run_health(&cfg.smoke_tests, &base_url, &fallback, baseline.as_ref(), &ctx.cancel).await;
@@ -910,7 +917,7 @@ pub async fn deploy_prod<C: Confirmer>(ctx: &Ctx, req: ProdRequest, confirmer: &
     ctx.store.update(|s| {
         s.prod_version = Some(prev.clone());
         s.prev_prod_version = Some(failed_version.clone());
-        let e = s.environments.entry(env).or_default();
+        let e = s.env_mut(env);
         e.version = Some(prev.clone());
         e.previous_version = Some(failed_version);
         e.commit = None;
@@ -942,6 +949,7 @@ fn shipped(
     ctl.end(status, report.summary.clone());
     record_health(&ctl.ctx.store, target.env, &report);
     let handoff = MonitoringHandoff {
+        extra: Default::default(),
         version: target.version.clone(),
         commit_sha: target.commit.to_string(),
         prod_url: base_url.to_owned(),
@@ -961,6 +969,7 @@ fn shipped(
 
 fn record_health(store: &Store, env: Environment, report: &HealthReport) {
     let summary = HealthSummary {
+        extra: Default::default(),
         verdict: verdict_str(report.verdict).into(),
         at: report.checked_at.clone(),
         max_latency_ms: report.checks.iter().map(|c| c.latency_ms).max().unwrap_or(0),
@@ -968,9 +977,9 @@ fn record_health(store: &Store, env: Environment, report: &HealthReport) {
     };
     let baseline = (report.verdict == Verdict::Healthy).then(|| report.baseline());
     let _ = store.update(|s| {
-        s.last_health.insert(env, summary);
+        s.last_health.insert(env.as_str().to_owned(), summary);
         if let Some(b) = baseline {
-            s.health_baselines.insert(env, b);
+            s.health_baselines.insert(env.as_str().to_owned(), b);
         }
     });
 }
@@ -1000,11 +1009,11 @@ pub async fn rollback(ctx: &Ctx, req: RollbackRequest) -> Result<RunOutcome> {
     let provider = provider::for_config(&cfg, &ctx.root, &ctx.runner, ctx.supervisor_exe.clone())?;
     let cp = ctx.store.load()?;
     // The platform's word first; the record when the platform cannot say (supervisor down).
-    let current = provider.current_version(env).await?.or_else(|| cp.skill_state.environments.get(&env).and_then(|e| e.version.clone()));
+    let current = provider.current_version(env).await?.or_else(|| cp.skill_state.env(env).and_then(|e| e.version.clone()));
     let target = match &req.to_version {
         Some(v) => v.trim().to_owned(),
         None => {
-            let recorded = cp.skill_state.environments.get(&env).and_then(|e| e.previous_version.clone());
+            let recorded = cp.skill_state.env(env).and_then(|e| e.previous_version.clone());
             let recorded = if env == Environment::Production { cp.skill_state.prev_prod_version.clone().or(recorded) } else { recorded };
             recorded.ok_or_else(|| CoreError::NotFound {
                 what: "rollback target".into(),
@@ -1053,18 +1062,31 @@ pub async fn rollback(ctx: &Ctx, req: RollbackRequest) -> Result<RunOutcome> {
     ctl.end(if report.verdict == Verdict::Unhealthy { StepStatus::Failed } else { StepStatus::Passed }, report.summary.clone());
     record_health(&ctx.store, env, &report);
     let from = current.clone();
+    let prod_url = base_url.clone();
+    let run_id = ctl.run.run_id.clone();
+    let target_commit =
+        git::resolve_commit(&ctx.runner, &ctx.root, &target, &CancellationToken::new()).await.map(|c| c.to_string()).unwrap_or_default();
     ctx.store.update(|s| {
-        let e = s.environments.entry(env).or_default();
+        let e = s.env_mut(env);
         e.version = Some(target.clone());
         e.previous_version = from.clone();
         e.commit = None;
-        if env == Environment::Production {
+        if env == Environment::Staging {
+            e.verified_commit = None;
+            s.staging_version = Some(target.clone());
+        } else {
             s.prod_version = Some(target.clone());
             s.prev_prod_version = from.clone();
             s.rollback_available = from.is_some();
-        } else {
-            s.staging_version = Some(target.clone());
-            e.verified_commit = None;
+            // oc-monitoring-ops must watch what runs now, not what was rolled back.
+            s.monitoring = Some(MonitoringHandoff {
+                version: target.clone(),
+                commit_sha: target_commit.clone(),
+                prod_url: prod_url.clone(),
+                shipped_at: now_rfc3339(),
+                run_id: run_id.clone(),
+                extra: Default::default(),
+            });
         }
     })?;
     if report.verdict == Verdict::Unhealthy {
@@ -1092,7 +1114,7 @@ pub async fn smoke(ctx: &Ctx, env: Environment) -> Result<SmokeOutcome> {
     let cfg = ctx.config()?;
     let base_url = cfg.base_url(env)?;
     let cp = ctx.store.load()?;
-    let state = cp.skill_state.environments.get(&env).cloned().unwrap_or_default();
+    let state = cp.skill_state.env(env).cloned().unwrap_or_default();
     ctx.progress.step(1, 2, &format!("smoke: {} test(s) against {base_url}", cfg.smoke_tests.len()));
     let checks = Checker::new(&cfg.health).run_smoke(&cfg.smoke_tests, &base_url, state.version.as_deref(), &ctx.cancel).await;
     if ctx.cancel.is_cancelled() {
@@ -1124,11 +1146,11 @@ pub async fn health(ctx: &Ctx, env: Environment) -> Result<HealthOutcome> {
         Ok(p) => p.current_version(env).await.ok().flatten(),
         Err(_) => None,
     }
-    .or_else(|| cp.skill_state.environments.get(&env).and_then(|e| e.version.clone()));
+    .or_else(|| cp.skill_state.env(env).and_then(|e| e.version.clone()));
     ctx.progress.step(1, 2, &format!("health: checking {base_url}"));
     let fallback = cfg.local.as_ref().map(|l| l.health_path.clone()).unwrap_or_else(|| "/".into());
     let report = Checker::new(&cfg.health)
-        .run_health(&cfg.smoke_tests, &base_url, &fallback, cp.skill_state.health_baselines.get(&env), &ctx.cancel)
+        .run_health(&cfg.smoke_tests, &base_url, &fallback, cp.skill_state.health_baselines.get(env.as_str()), &ctx.cancel)
         .await;
     if ctx.cancel.is_cancelled() {
         return Err(CoreError::Cancelled);
@@ -1270,7 +1292,7 @@ pub async fn status(ctx: &Ctx, env: Option<Environment>, run_id: Option<&RunId>)
     let provider = cfg.as_ref().and_then(|c| provider::for_config(c, &ctx.root, &ctx.runner, ctx.supervisor_exe.clone()).ok());
     let mut environments = Vec::new();
     for e in Environment::ALL.into_iter().filter(|e| env.is_none_or(|x| x == *e)) {
-        let st = cp.skill_state.environments.get(&e).cloned().unwrap_or_default();
+        let st = cp.skill_state.env(e).cloned().unwrap_or_default();
         let live = match &provider {
             Some(p) => p.current_version(e).await.ok().flatten(),
             None => None,
@@ -1285,7 +1307,7 @@ pub async fn status(ctx: &Ctx, env: Option<Environment>, run_id: Option<&RunId>)
             deployed_at: st.deployed_at.clone(),
             verified_commit: st.verified_commit.clone(),
             last_smoke: st.last_smoke.clone(),
-            last_health: cp.skill_state.last_health.get(&e).cloned(),
+            last_health: cp.skill_state.last_health.get(e.as_str()).cloned(),
             locked_by: ctx.store.lock_holder(e),
         });
     }

@@ -60,18 +60,19 @@ pub struct SkillState {
     pub smoke_results: BTreeMap<String, String>,
     #[serde(default)]
     pub rollback_available: bool,
-    /// Per environment: what runs there and whether it is verified.
+    /// Per environment: what runs there and whether it is verified. Keyed by name, so an
+    /// environment another tool records (say `dev`) is kept, not refused.
     #[serde(default)]
-    pub environments: BTreeMap<Environment, EnvState>,
+    pub environments: BTreeMap<String, EnvState>,
     /// The last gate decision.
     #[serde(default)]
     pub last_gate: Option<GateSummary>,
     /// Latencies of the last healthy check, per environment.
     #[serde(default)]
-    pub health_baselines: BTreeMap<Environment, HealthBaseline>,
+    pub health_baselines: BTreeMap<String, HealthBaseline>,
     /// The last health verdict per environment.
     #[serde(default)]
-    pub last_health: BTreeMap<Environment, HealthSummary>,
+    pub last_health: BTreeMap<String, HealthSummary>,
     /// What oc-monitoring-ops reads to learn what shipped.
     #[serde(default)]
     pub monitoring: Option<MonitoringHandoff>,
@@ -81,6 +82,16 @@ pub struct SkillState {
     pub pm_deferred_actions: Vec<serde_json::Value>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl SkillState {
+    pub fn env(&self, env: Environment) -> Option<&EnvState> {
+        self.environments.get(env.as_str())
+    }
+
+    pub fn env_mut(&mut self, env: Environment) -> &mut EnvState {
+        self.environments.entry(env.as_str().to_owned()).or_default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
@@ -95,6 +106,8 @@ pub struct EnvState {
     /// "pass" or "fail" of the last smoke run.
     pub last_smoke: Option<String>,
     pub previous_version: Option<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -102,6 +115,8 @@ pub struct GateSummary {
     pub decision: Decision,
     pub counts: Counts,
     pub at: String,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -110,6 +125,8 @@ pub struct HealthSummary {
     pub at: String,
     pub max_latency_ms: u64,
     pub failed: u32,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -119,6 +136,8 @@ pub struct MonitoringHandoff {
     pub prod_url: String,
     pub shipped_at: String,
     pub run_id: RunId,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
@@ -193,11 +212,7 @@ impl Store {
     pub fn load(&self) -> Result<Checkpoint> {
         let path = self.checkpoint_path();
         match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| CoreError::NotFound {
-                what: "checkpoint".into(),
-                message: format!("{} is not a valid checkpoint: {e}", path.display()),
-                hint: "restore it from version control or delete it to start fresh".into(),
-            }),
+            Ok(text) => serde_json::from_str(&text).map_err(|e| CoreError::StateInvalid { path: path.clone(), message: e.to_string() }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Checkpoint { skill: SKILL.into(), ..Default::default() }),
             Err(e) => Err(CoreError::io(format!("reading {}", path.display()), e)),
         }

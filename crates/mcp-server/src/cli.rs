@@ -73,6 +73,7 @@ pub fn ctx(root: &Path, yes: bool) -> Ctx {
     });
     let mut ctx = Ctx::new(root, exe, Redactor::from_process_env()).with_progress(Arc::new(StderrProgress)).with_cancel(cancel);
     ctx.auto_approve = yes;
+    ctx.auto_approve_high_risk = yes;
     ctx
 }
 

@@ -17,6 +17,7 @@ mod tests {
             read_only,
             toolsets: toolsets.iter().map(|s| s.to_string()).collect(),
             root_from_flag: true,
+            heartbeat: None,
         }))
     }
 
@@ -75,6 +76,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::print_stderr)]
     fn tools_list_stays_small() {
         let v = serde_json::json!({ "tools": tools() });
         let size = serde_json::to_string(&v).unwrap().len();

@@ -43,7 +43,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_SESSION_KEEP_ALIVE: Duration = Duration::from_secs(2 * 60 * 60);
 
 /// Default cap on concurrent connections (and so on concurrent requests).
-pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 64;
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 512;
 
 /// How long shutdown waits for open responses after rmcp closed its sessions.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);

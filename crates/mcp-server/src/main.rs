@@ -281,7 +281,14 @@ async fn run(cli: Cli) -> i32 {
             };
             let exe = std::env::current_exe().unwrap_or_else(|_| "oc-deploy".into());
             let root_from_flag = common.project_dir.is_some();
-            let shared = Shared::new(ServerOptions { root, exe, auto_approve, read_only, toolsets, root_from_flag });
+            if let Some(bad) = toolsets.iter().find(|t| !server::TOOLSETS.iter().any(|(name, _)| name == t)) {
+                tracing::error!("unknown toolset `{bad}`: use pipeline, setup, records");
+                return EXIT_USAGE;
+            }
+            // Over HTTP, sessions expire when idle: ping the client well within that while a run
+            // is in flight. stdio sessions never expire.
+            let heartbeat = http.map(|_| std::time::Duration::from_millis((session_idle_seconds.max(1) * 1000 / 3).max(300)));
+            let shared = Shared::new(ServerOptions { root, exe, auto_approve, read_only, toolsets, root_from_flag, heartbeat });
             match http {
                 None => serve_stdio(shared).await,
                 Some(addr) => {
@@ -297,14 +304,19 @@ async fn run(cli: Cli) -> i32 {
                         tracing::error!("{msg}");
                         return EXIT_USAGE;
                     }
-                    // One signal stops both: the HTTP server drains and every run reaches a safe point.
-                    let shutdown = shared.shutdown.clone();
+                    // On a signal, runs stop at a safe point and answer first; then the HTTP
+                    // server closes its sessions and connections.
+                    let http_stop = tokio_util::sync::CancellationToken::new();
+                    let (s2, stop2) = (shared.clone(), http_stop.clone());
                     tokio::spawn(async move {
                         shutdown_signal().await;
-                        shutdown.cancel();
+                        s2.drain(std::time::Duration::from_secs(10)).await;
+                        // Let the answers of cancelled runs reach their clients.
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        stop2.cancel();
                     });
                     let factory_shared = shared.clone();
-                    let served = http::serve(hopts, move || Ok(OcDeploy::new(factory_shared.clone())), shared.shutdown.clone()).await;
+                    let served = http::serve(hopts, move || Ok(OcDeploy::new(factory_shared.clone())), http_stop).await;
                     shared.drain(std::time::Duration::from_secs(10)).await;
                     match served {
                         Ok(()) => 0,
@@ -495,6 +507,9 @@ async fn serve_stdio(shared: std::sync::Arc<Shared>) -> i32 {
                     }
                 },
                 _ = shutdown_signal() => {
+                    // Runs answer first, then the session closes.
+                    shared.drain(std::time::Duration::from_secs(10)).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                     ct.cancel();
                     0
                 }

@@ -41,6 +41,9 @@ pub struct ServerOptions {
     pub toolsets: Vec<String>,
     /// `--project-dir` was given: MCP roots do not override it.
     pub root_from_flag: bool,
+    /// While a run is in flight, ping the client this often so an idle-session timer (HTTP)
+    /// never closes a session that still owes an answer.
+    pub heartbeat: Option<Duration>,
 }
 
 /// The toolsets and their tools.
@@ -229,10 +232,10 @@ impl OcDeploy {
     /// The project root: `--project-dir`, else the first root the client offered, else the
     /// server's working directory.
     pub(crate) fn project_root(&self) -> PathBuf {
-        if !self.shared.opts.root_from_flag {
-            if let Some(r) = self.session.root.read().ok().and_then(|g| g.clone()) {
-                return r;
-            }
+        if !self.shared.opts.root_from_flag
+            && let Some(r) = self.session.root.read().ok().and_then(|g| g.clone())
+        {
+            return r;
         }
         self.shared.opts.root.clone()
     }

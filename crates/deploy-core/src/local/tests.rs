@@ -419,8 +419,20 @@ async fn a_taken_stable_port_is_named_with_its_config_field() {
     let status = p.platform.status().await.unwrap();
     assert!(status.environments.iter().all(|e| e.releases.is_empty()), "{status:?}");
     drop(squatter);
-    // Once the port is free the same deploy works.
-    let r = p.go_live(STAGING, &c).await;
+    // Once the port is free the same deploy works (the kernel may take a moment to let go).
+    let mut started = None;
+    for _ in 0..20 {
+        match p.start(STAGING, &c).await {
+            Ok(info) => {
+                started = Some(info);
+                break;
+            }
+            Err(e) if e.to_string().contains("taken by another program") => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let r = started.expect("the freed port was never usable");
+    p.platform.switch(STAGING, &r.version, None).await.unwrap();
     assert_serves(p.get(STAGING, "/health").await, &r.version);
     p.platform.down().await.unwrap();
 }

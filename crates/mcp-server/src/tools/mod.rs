@@ -25,6 +25,28 @@ use crate::render;
 use crate::server::{OcDeploy, structured, tool_error};
 
 impl OcDeploy {
+    /// Pings the client until the returned guard drops (HTTP sessions on legacy protocols).
+    fn heartbeat(&self, rc: &RequestContext<RoleServer>) -> Option<tokio_util::sync::DropGuard> {
+        let every = self.shared.opts.heartbeat?;
+        if crate::confirm::is_multi_round_trip(rc) {
+            return None;
+        }
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (peer, s2) = (rc.peer.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = s2.cancelled() => break,
+                    _ = tokio::time::sleep(every) => {
+                        let ping = rmcp::model::ServerRequest::PingRequest(rmcp::model::PingRequest::default());
+                        let _ = tokio::time::timeout(every, peer.send_request(ping)).await;
+                    }
+                }
+            }
+        });
+        Some(stop.drop_guard())
+    }
+
     /// Runs a deploy-core run operation in its own task, so it reaches a safe point and records
     /// its outcome even if the client goes away or the server shuts down. With `background`, the
     /// call returns as soon as the run is past its human checkpoints; the run goes on and
@@ -54,6 +76,7 @@ impl OcDeploy {
             detached = Some(rx);
         }
         let guard = self.shared.inflight.enter();
+        let _heartbeat = self.heartbeat(rc);
         let session = self.session.clone();
         let mut task = tokio::spawn(async move {
             let _guard = guard;
@@ -91,10 +114,10 @@ impl OcDeploy {
             None => joined(task.await),
         };
         // Only a 2026-07-28 client gets an input request; older ones keep the token answer.
-        if let (Ok(o), true) = (&result, crate::confirm::is_multi_round_trip(rc)) {
-            if let Some(ir) = crate::confirm::input_required(o, &self.shared.codec, tool) {
-                return CallToolResponse::InputRequired(ir);
-            }
+        if let (Ok(o), true) = (&result, crate::confirm::is_multi_round_trip(rc))
+            && let Some(ir) = crate::confirm::input_required(o, &self.shared.codec, tool)
+        {
+            return CallToolResponse::InputRequired(ir);
         }
         run_result(result, &self.redactor).into()
     }

@@ -22,8 +22,8 @@ impl OcDeploy {
         state: Option<String>,
         responses: Option<rmcp::model::InputResponses>,
         token: Option<String>,
-    ) -> Result<(McpConfirmer, Answer), CallToolResponse> {
-        confirmer_for(rc, &self.shared.codec, tool, state, responses, token).map_err(|e| tool_error(&e, &self.redactor).into())
+    ) -> Result<(McpConfirmer, Answer), Box<CallToolResponse>> {
+        confirmer_for(rc, &self.shared.codec, tool, state, responses, token).map_err(|e| Box::new(tool_error(&e, &self.redactor).into()))
     }
 }
 
@@ -45,7 +45,7 @@ impl OcDeploy {
     ) -> CallToolResponse {
         let (confirmer, answer) = match self.confirmation(&rc, "deploy_staging", state, responses, a.confirmation) {
             Ok(c) => c,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let req = StagingRequest { dry_run: a.dry_run, skip_tests: a.skip_tests, skip_security: a.skip_security, answer };
         self.execute_run(&rc, a.project_dir.as_deref(), a.background, "deploy_staging", move |ctx| async move {
@@ -89,7 +89,7 @@ impl OcDeploy {
     ) -> CallToolResponse {
         let (confirmer, answer) = match self.confirmation(&rc, "deploy_prod", state, responses, a.confirmation) {
             Ok(c) => c,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let req = ProdRequest {
             version: a.version,
