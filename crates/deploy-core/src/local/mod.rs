@@ -436,7 +436,7 @@ impl LocalPlatform {
         let root = self.paths.root.to_string_lossy().into_owned();
         let cmd = Cmd::new(self.supervisor_exe.to_string_lossy(), &self.paths.root)
             .args(["local", "supervise", "--project-dir", root.as_str()])
-            .pass_env("RUST_LOG");
+            .pass_env("OC_DEPLOY_LOG");
         let log = self.paths.supervisor_log();
         let log_start = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let pid = self.runner.spawn_detached(&cmd, &log).map_err(|e| match e {
