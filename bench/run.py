@@ -745,6 +745,8 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="ocd-bench-logs-"))
     project = None
+    # The load before our own build, which would otherwise raise it.
+    load_before_build = os.getloadavg()
     try:
         if args.no_build:
             oc_bin = existing_binary(REPO_ROOT / "target" / "release" / "oc-deploy")
@@ -753,9 +755,9 @@ def main() -> int:
             oc_bin = cargo_build(REPO_ROOT, ["-p", "oc-deploy"], "oc-deploy")
             base_bin = cargo_build(BASELINE_DIR, [], "echo-baseline")
         machine = machine_summary()
-        load1 = os.getloadavg()[0]
-        if load1 > 0.5 * (os.cpu_count() or 1):
-            log(f"warning: the machine is busy (1-minute load {load1:.2f} on {os.cpu_count()} CPUs): expect noisy figures")
+        machine["load_before_build"] = load_before_build
+        if load_before_build[0] > 0.5 * (os.cpu_count() or 1):
+            log(f"warning: the machine was busy before this run (1-minute load {load_before_build[0]:.2f} on {os.cpu_count()} CPUs): expect noisy figures")
         project = make_project(oc_bin)
         oc = Server(
             label="oc-deploy",
@@ -795,7 +797,8 @@ def main() -> int:
         header = ["figure", "oc-deploy", "baseline", "ratio oc-deploy / baseline"]
         rows = table_rows(oc, base, args.clients)
         notes = (
-            f"{machine['date']} · {machine['cpus']} CPUs ({machine['model']}) · load before the run {machine['load']} · "
+            f"{machine['date']} · {machine['cpus']} CPUs ({machine['model']}) · "
+            f"load averages before the build {' '.join(f'{x:.2f}' for x in load_before_build)}, before measuring {machine['load']} · "
             f"{machine['rustc']} · oc-deploy {machine['commit']} · oc-deploy calls deploy_status, the baseline calls echo · "
             f"{args.cold_runs} cold starts, {args.calls} calls per transport, {args.clients} clients × {args.rounds} rounds of {args.duration:g} s · "
             f"req/s per round: oc-deploy {oc.results['rps_rounds']}, baseline {base.results['rps_rounds']}"

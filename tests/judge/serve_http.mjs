@@ -41,10 +41,17 @@ export async function startHttpServer(bin, projectDir, { readyMs = 10_000 } = {}
     stderr = (stderr + d.toString()).slice(-8000);
   });
   let exited = null;
-  const exitedPromise = new Promise((resolve) => child.once("exit", (code, signal) => {
-    exited = { code, signal };
-    resolve(exited);
-  }));
+  const exitedPromise = new Promise((resolve) => {
+    child.once("exit", (code, signal) => {
+      exited = { code, signal };
+      resolve(exited);
+    });
+    // A binary that cannot be started reports here instead of exiting.
+    child.once("error", (e) => {
+      exited = { error: String(e) };
+      resolve(exited);
+    });
+  });
   const killOnExit = () => {
     if (exited === null) child.kill("SIGKILL");
   };

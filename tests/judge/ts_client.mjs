@@ -5,6 +5,8 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 
 const [bin, project] = process.argv.slice(2);
 const transport = new StdioClientTransport({ command: bin, args: ["serve", "--project-dir", project], stderr: "pipe" });
+// Discard the server's log so that it can never block on a full pipe.
+transport.stderr?.resume();
 const client = new Client({ name: "oc-deploy-ts-judge", version: "1.0.0" });
 await client.connect(transport);
 const server = client.getServerVersion();

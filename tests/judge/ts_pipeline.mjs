@@ -20,12 +20,20 @@ deadline(60_000, `ts_pipeline ${mode}`);
 const CALL = { timeout: 30_000 };
 
 let server = null;
-let transport;
-if (mode === "stdio") {
-  transport = new StdioClientTransport({ command: bin, args: ["serve", "--project-dir", project], stderr: "pipe" });
-} else {
+let transport = null;
+let serverStderr = () => "";
+async function connectTransport() {
+  if (mode === "stdio") {
+    const t = new StdioClientTransport({ command: bin, args: ["serve", "--project-dir", project], stderr: "pipe" });
+    // Drain the server's log so that it can never block on a full pipe; keep the tail for errors.
+    let tail = "";
+    t.stderr?.on("data", (d) => (tail = (tail + d.toString()).slice(-8000)));
+    serverStderr = () => tail;
+    return t;
+  }
   server = await startHttpServer(bin, project);
-  transport = new StreamableHTTPClientTransport(new URL(server.url));
+  serverStderr = server.stderr;
+  return new StreamableHTTPClientTransport(new URL(server.url));
 }
 
 const client = new Client({ name: "oc-deploy-ts-judge", version: "1.0.0" }, { capabilities: { elicitation: {} } });
@@ -42,8 +50,10 @@ client.setRequestHandler(ElicitRequestSchema, async (request) => {
 
 const summary = { transport: mode };
 try {
+  transport = await connectTransport();
   await client.connect(transport);
   summary.server = client.getServerVersion();
+  // Only the HTTP transport records the negotiated version (it sends it as a header).
   summary.protocolVersion = transport.protocolVersion ?? null;
   summary.capabilities = client.getServerCapabilities();
 
@@ -79,7 +89,7 @@ try {
   summary.elicitations = elicitations;
 } catch (e) {
   summary.error = String(e?.stack ?? e);
-  if (server) summary.serverStderr = server.stderr();
+  summary.serverStderr = serverStderr();
 } finally {
   await client.close().catch(() => {});
   if (server) await server.stop();

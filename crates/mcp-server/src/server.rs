@@ -287,6 +287,7 @@ impl ServerHandler for OcDeploy {
             .enable_resources()
             .enable_resources_subscribe()
             .enable_logging()
+            .enable_completions()
             .enable_tasks()
             .build();
         ServerConfig::new(caps)
@@ -313,6 +314,23 @@ impl ServerHandler for OcDeploy {
 
     async fn cancel_task(&self, r: CancelTaskParams, _cx: RequestContext<RoleServer>) -> Result<(), ErrorData> {
         self.shared.tasks.cancel_task(&r.task_id)
+    }
+
+    /// Completes prompt arguments with a closed set of values (env, strategy).
+    async fn complete(
+        &self,
+        r: rmcp::model::CompleteRequestParams,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CompleteResult, ErrorData> {
+        let all: &[&str] = match r.argument.name.as_str() {
+            "env" => &["staging", "production"],
+            "strategy" => &["rolling", "blue-green", "canary", "recreate"],
+            _ => &[],
+        };
+        let prefix = r.argument.value.to_ascii_lowercase();
+        let values: Vec<String> = all.iter().filter(|v| v.starts_with(&prefix)).map(|v| (*v).to_owned()).collect();
+        let info = rmcp::model::CompletionInfo::new(values).map_err(|e| ErrorData::internal_error(e, None))?;
+        Ok(rmcp::model::CompleteResult::new(info))
     }
 
     async fn on_initialized(&self, cx: NotificationContext<RoleServer>) {
