@@ -7,6 +7,7 @@ Run from anywhere (Python 3.11+, standard library only):
     python3 bench/run.py --markdown           # the same table as Markdown on stdout
     python3 bench/run.py --markdown out.md    # plain table on stdout, Markdown written to out.md
     python3 bench/run.py --no-build --quick   # reuse the binaries, fewer samples (a smoke run)
+    python3 bench/run.py --run-log-sizes 0,10,100,1000   # also: deploy_status as the run log grows
 
 For each server it measures, discarding warm-up runs:
   * cold start: spawn -> initialize -> notifications/initialized -> tools/list response;
@@ -630,6 +631,57 @@ def measure_throughput(
         s.results["http_rss_mib"] = peak_rss_mib(procs[s.label].pid)
 
 
+def measure_run_log_scaling(oc_bin: Path, sizes: list[int], calls: int, warmup: int, logs: Path) -> list[list[str]]:
+    """deploy_status latency over stdio as the run log grows (optional, `--run-log-sizes`).
+
+    One real staging deploy on the local platform gives a genuine run log (one line per step
+    event); its lines are then repeated under fresh run ids to make logs of N runs.
+    """
+    project = make_project(oc_bin)
+    try:
+        log("run-log scaling: one real staging deploy to get a genuine run log")
+        out = subprocess.run(
+            [str(oc_bin), "staging", "--project-dir", str(project), "--json"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180, env=child_env(),
+        )
+        if out.returncode != 0:
+            raise BenchError(f"the staging deploy failed (exit {out.returncode}): {out.stderr[-500:]}")
+        run_id = json.loads(out.stdout)["run_id"]
+    finally:
+        # The deploy started the local supervisor and a release; this stops both.
+        down = subprocess.run([str(oc_bin), "local", "down", "--project-dir", str(project)],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, env=child_env())
+        if down.returncode != 0:
+            log(f"warning: `oc-deploy local down` failed: {down.stderr[-300:]}")
+    run_log = project / ".checkpoints" / "oc-deploy-ops.runs.jsonl"
+    one_run = run_log.read_text(encoding="utf-8")
+    prefix = run_id.rsplit("-", 1)[0]
+    rows = []
+    try:
+        for n in sizes:
+            text = "".join(one_run.replace(run_id, f"{prefix}-{k:06x}") for k in range(n))
+            run_log.write_text(text, encoding="utf-8")
+            proc = spawn([str(oc_bin), "serve", "--project-dir", str(project)], cwd=project, stderr_path=logs, stdio=True)
+            try:
+                client = StdioClient(proc, "oc-deploy")
+                client.handshake()
+                xs = []
+                for i in range(warmup + calls):
+                    t0 = time.perf_counter()
+                    result = client.request("tools/call", {"name": "deploy_status", "arguments": {}}, timeout=60)
+                    if i >= warmup:
+                        xs.append((time.perf_counter() - t0) * 1000)
+                if result.get("isError") or len(result["structuredContent"]["recent"]) != min(n, 10):
+                    raise BenchError(f"deploy_status did not list the {n} runs: {json.dumps(result)[:300]}")
+                xs.sort()
+                rows.append([f"{n:,}", f"{len(text.encode()) / 1e6:.2f} MB", f"{percentile(xs, 50):.2f} ms", f"{percentile(xs, 95):.2f} ms", f"{peak_rss_mib(proc.pid):.1f} MiB"])
+            finally:
+                stop(proc)
+    finally:
+        shutil.rmtree(project, ignore_errors=True)
+    return rows
+
+
 # --------------------------------------------------------------------------------------------
 # Reporting.
 
@@ -728,6 +780,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients (default 32)")
     ap.add_argument("--duration", type=float, default=5.0, help="throughput window in seconds (default 5)")
     ap.add_argument("--rounds", type=int, default=3, help="throughput windows per server, alternating (default 3)")
+    ap.add_argument("--run-log-sizes", metavar="N,N,...", help="also time deploy_status with run logs of N runs (e.g. 0,10,100,1000); does one real local staging deploy")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 5 cold starts, 100 calls, a 2 s window")
     ap.add_argument("--markdown", nargs="?", const="-", metavar="PATH", help="print the table as Markdown, or write it to PATH")
     ap.add_argument("--json", metavar="PATH", help="also write the raw figures as JSON to PATH")
@@ -737,6 +790,14 @@ def main() -> int:
     for name in ("cold_runs", "calls", "clients", "rounds"):
         if not 1 <= getattr(args, name) <= 100_000:
             ap.error(f"--{name.replace('_', '-')} must be between 1 and 100000")
+    run_log_sizes = []
+    if args.run_log_sizes:
+        try:
+            run_log_sizes = [int(x) for x in args.run_log_sizes.split(",") if x.strip()]
+        except ValueError:
+            ap.error("--run-log-sizes takes comma-separated counts, e.g. 0,10,100,1000")
+        if not all(0 <= n <= 5000 for n in run_log_sizes):
+            ap.error("--run-log-sizes: each count must be between 0 and 5000")
     if not 0.5 <= args.duration <= 600:
         ap.error("--duration must be between 0.5 and 600 seconds")
 
@@ -812,8 +873,17 @@ def main() -> int:
             if args.markdown:
                 Path(args.markdown).write_text(render_markdown(header, rows) + f"\n\n{notes}\n", encoding="utf-8")
                 log(f"wrote {args.markdown}")
+        scaling = []
+        if args.run_log_sizes:
+            scaling = measure_run_log_scaling(oc_bin, run_log_sizes, min(args.calls, 50), 10, work / "oc-deploy.stderr.log")
+            sheader = ["runs in the log", "log size", "deploy_status p50 (stdio)", "p95", "peak RSS"]
+            print()
+            print(render_markdown(sheader, scaling) if args.markdown == "-" else render_plain(sheader, scaling))
+            if args.markdown and args.markdown != "-":
+                with open(args.markdown, "a", encoding="utf-8") as f:
+                    f.write("\n" + render_markdown(sheader, scaling) + "\n")
         if args.json:
-            raw = {"machine": machine, "args": vars(args), "oc-deploy": oc.results, "baseline": base.results}
+            raw = {"machine": machine, "args": vars(args), "oc-deploy": oc.results, "baseline": base.results, "run_log_scaling": scaling}
             Path(args.json).write_text(json.dumps(raw, indent=2, default=str) + "\n", encoding="utf-8")
             log(f"wrote {args.json}")
         return 0

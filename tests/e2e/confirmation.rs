@@ -166,3 +166,67 @@ async fn a_tampered_request_state_is_refused() {
     assert!(reqwest::get(p.prod_url()).await.is_err());
     c.cancel().await.unwrap();
 }
+
+/// Writes a fresh oc-code-auditor checkpoint with these counts.
+fn audited(p: &Project, critical: u32, high: u32) {
+    let dir = p.root.join(".checkpoints");
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = std::process::Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]).output().unwrap();
+    let now = String::from_utf8_lossy(&now.stdout).trim().to_owned();
+    let cp = json!({ "updated_at": now, "skill_state": { "findings_by_severity": { "critical": critical, "high": high, "medium": 0, "low": 0 } } });
+    std::fs::write(dir.join("oc-code-auditor.checkpoint.json"), cp.to_string()).unwrap();
+}
+
+async fn staging(c: &RunningService<RoleClient, Human>, args: Value) -> (bool, Value) {
+    let r = c.call_tool(CallToolRequestParams::new("deploy_staging").with_arguments(args.as_object().unwrap().clone())).await.unwrap();
+    (r.is_error.unwrap_or(false), r.structured_content.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn high_findings_ask_the_human_even_for_staging() {
+    let p = Project::sample();
+    audited(&p, 0, 2);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let c = connect(&p, Human { says: Some(Says::Decline), version: ProtocolVersion::V_2025_11_25, seen: seen.clone() }).await;
+    let (err, r) = staging(&c, json!({})).await;
+    assert!(err, "{r:#}");
+    assert_eq!(r["status"], "declined", "{r:#}");
+    assert!(reqwest::get(p.staging_url()).await.is_err(), "a declined staging deploy shipped");
+    c.cancel().await.unwrap();
+    let c = connect(&p, Human { says: Some(Says::Yes), version: ProtocolVersion::V_2025_11_25, seen: seen.clone() }).await;
+    let (err, r) = staging(&c, json!({})).await;
+    assert!(!err, "{r:#}");
+    assert_eq!(r["status"], "succeeded");
+    assert_eq!(r["gate"]["decision"], "warn");
+    let asked = seen.lock().unwrap().clone();
+    assert!(asked.iter().all(|m| m.contains("2 high")), "{asked:?}");
+    c.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn four_high_findings_block_and_skip_security_needs_a_human_even_with_auto_approve() {
+    let p = Project::sample();
+    audited(&p, 1, 4);
+    // Blocked, without asking anyone.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let c = connect(&p, Human { says: Some(Says::Yes), version: ProtocolVersion::V_2025_11_25, seen: seen.clone() }).await;
+    let (err, r) = staging(&c, json!({})).await;
+    assert!(err);
+    assert_eq!(r["status"], "blocked", "{r:#}");
+    assert!(seen.lock().unwrap().is_empty());
+    c.cancel().await.unwrap();
+
+    // skip_security on a server started with --auto-approve still asks the human, says HIGH RISK.
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.arg("serve").arg("--auto-approve").arg("--project-dir").arg(&p.root);
+    let human = Human { says: Some(Says::Yes), version: ProtocolVersion::V_2025_11_25, seen: seen.clone() };
+    let c = human.serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let (err, r) = staging(&c, json!({ "skip_security": true })).await;
+    assert!(!err, "{r:#}");
+    assert_eq!(r["status"], "succeeded");
+    assert_eq!(r["gate"]["skipped"], true);
+    assert!(r["confirmed_by"].as_str().unwrap().contains("elicitation"), "{r:#}");
+    let asked = seen.lock().unwrap().clone();
+    assert!(asked.last().unwrap().contains("HIGH RISK"), "{asked:?}");
+    c.cancel().await.unwrap();
+}
