@@ -861,7 +861,7 @@ def main() -> int:
             f"{machine['date']} · {machine['cpus']} CPUs ({machine['model']}) · "
             f"load averages before the build {' '.join(f'{x:.2f}' for x in load_before_build)}, before measuring {machine['load']} · "
             f"{machine['rustc']} · oc-deploy {machine['commit']} · oc-deploy calls deploy_status, the baseline calls echo · "
-            f"{args.cold_runs} cold starts, {args.calls} calls per transport, {args.clients} clients × {args.rounds} rounds of {args.duration:g} s · "
+            f"{args.cold_runs} cold starts, {args.calls} calls per transport, {args.clients} clients × {args.rounds} round(s) of {args.duration:g} s · "
             f"req/s per round: oc-deploy {oc.results['rps_rounds']}, baseline {base.results['rps_rounds']}"
         )
         if args.markdown == "-":
@@ -872,7 +872,6 @@ def main() -> int:
             print(f"\n{notes}")
             if args.markdown:
                 Path(args.markdown).write_text(render_markdown(header, rows) + f"\n\n{notes}\n", encoding="utf-8")
-                log(f"wrote {args.markdown}")
         scaling = []
         if args.run_log_sizes:
             scaling = measure_run_log_scaling(oc_bin, run_log_sizes, min(args.calls, 50), 10, work / "oc-deploy.stderr.log")
@@ -882,6 +881,8 @@ def main() -> int:
             if args.markdown and args.markdown != "-":
                 with open(args.markdown, "a", encoding="utf-8") as f:
                     f.write("\n" + render_markdown(sheader, scaling) + "\n")
+        if args.markdown and args.markdown != "-":
+            log(f"wrote {args.markdown}")
         if args.json:
             raw = {"machine": machine, "args": vars(args), "oc-deploy": oc.results, "baseline": base.results, "run_log_scaling": scaling}
             Path(args.json).write_text(json.dumps(raw, indent=2, default=str) + "\n", encoding="utf-8")

@@ -1452,8 +1452,7 @@ pub fn report(ctx: &Ctx, run_id: Option<&RunId>, kind: Option<ReportKind>) -> Re
             hint: "deploy to staging first".into(),
         })?,
     };
-    let kind =
-        kind.unwrap_or(if run.rollback.is_some() || run.kind == RunKind::Rollback { ReportKind::Incident } else { ReportKind::Deployment });
+    let kind = kind.unwrap_or_else(|| ReportKind::for_run(&run));
     let markdown = ctx.runner.redactor().redact(&report::render(&run, kind));
     Ok(ReportOutcome { run_id: run.run_id, kind, markdown })
 }

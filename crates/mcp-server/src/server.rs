@@ -402,13 +402,35 @@ impl OcDeploy {
         #[allow(deprecated)]
         let roots = peer.list_roots().await;
         if let Ok(r) = roots {
-            let dir = r.roots.iter().find_map(|root| root.uri.strip_prefix("file://").map(PathBuf::from)).filter(|p| p.is_dir());
+            let dir = r
+                .roots
+                .iter()
+                .find_map(|root| root.uri.strip_prefix("file://").map(|p| PathBuf::from(percent_decode(p))))
+                .filter(|p| p.is_dir());
             if let (Some(d), Ok(mut g)) = (dir, self.session.root.write()) {
                 tracing::info!(root = %d.display(), "using the project root the client offered");
                 *g = Some(d);
             }
         }
     }
+}
+
+/// Decodes `%XX` escapes of a file URI path (`/my%20project` → `/my project`).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if let (b'%', Some(h), Some(l)) = (b[i], b.get(i + 1).and_then(|c| hex(*c)), b.get(i + 2).and_then(|c| hex(*c))) {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 const INSTRUCTIONS: &str = "oc-deploy runs a gated pipeline: deploy_audit (gate) → deploy_staging (deploy + smoke tests) → deploy_prod (needs a human's confirmation; health check; automatic rollback) → deploy_health. deploy_status shows what runs where. Never pass a confirmation token the human did not approve.";
@@ -481,5 +503,15 @@ pub fn default_root(project_dir: Option<&Path>) -> std::io::Result<PathBuf> {
     match project_dir {
         Some(p) => p.canonicalize(),
         None => std::env::current_dir(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn file_uris_are_percent_decoded() {
+        assert_eq!(super::percent_decode("/tmp/my%20project"), "/tmp/my project");
+        assert_eq!(super::percent_decode("/a%2"), "/a%2");
+        assert_eq!(super::percent_decode("/plain"), "/plain");
     }
 }
