@@ -141,3 +141,41 @@ async fn local_status_and_down() {
     assert_eq!(code, 0);
     assert!(reqwest::get(p.staging_url()).await.is_err(), "staging still answers after down");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_stops_a_cli_deploy_at_a_safe_point() {
+    let p = Project::with_config(|c| {
+        c["local"]["build"] = serde_json::json!(["sleep", "30"]);
+    });
+    let child = std::process::Command::new(oc_deploy_e2e::bin())
+        .args(["staging", "--json", "--project-dir"])
+        .arg(&p.root)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let building = |root: &std::path::Path| {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline")).unwrap_or_default() == b"sleep\x0030\x00"
+                && std::fs::read_link(e.path().join("cwd")).unwrap_or_default().starts_with(root)
+        })
+    };
+    for _ in 0..100 {
+        if building(&p.root) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(building(&p.root), "the build never started");
+    // Ctrl-C is SIGINT to the CLI.
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let r: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(r["status"], "cancelled", "{r:#}");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!building(&p.root), "the build survived Ctrl-C");
+    let (_, s) = p.cli_json(&["status", "--env", "staging"]);
+    assert!(s["environments"][0]["locked_by"].is_null(), "{s:#}");
+}
