@@ -42,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +51,7 @@ REPO_ROOT = BENCH_DIR.parent
 BASELINE_DIR = BENCH_DIR / "echo-baseline"
 
 # The protocol version the client asks for: the newest one that still has the initialize
-# handshake (both servers negotiate it; see docs/performance.md).
+# handshake. The client then sends whatever version the server answered.
 PROTOCOL_VERSION = "2025-11-25"
 ACCEPT = "application/json, text/event-stream"
 
@@ -237,7 +238,7 @@ class Server:
 
     label: str
     stdio_argv: list[str]
-    http_argv: callable  # port -> argv
+    http_argv: Callable[[int], list[str]]  # port -> argv
     tool: str
     arguments: dict
     cwd: Path
@@ -894,6 +895,9 @@ def main() -> int:
             tail = f.read_text(errors="replace").splitlines()[-10:]
             if tail:
                 log(f"last lines of {f.name}:\n  " + "\n  ".join(tail))
+        return 1
+    except subprocess.TimeoutExpired as e:
+        log(f"error: `{' '.join(map(str, e.cmd))}` did not finish within {e.timeout:g} s")
         return 1
     except KeyboardInterrupt:
         log("interrupted")

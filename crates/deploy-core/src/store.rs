@@ -156,6 +156,25 @@ struct LogLine {
     run: RunRecord,
 }
 
+/// The folded run log of one file, as far as it has been read.
+#[derive(Debug, Default)]
+struct FoldedLog {
+    offset: u64,
+    order: Vec<RunId>,
+    latest: BTreeMap<RunId, RunRecord>,
+}
+
+impl FoldedLog {
+    fn apply(&mut self, run: RunRecord) {
+        if !self.latest.contains_key(&run.run_id) {
+            self.order.push(run.run_id.clone());
+        }
+        self.latest.insert(run.run_id.clone(), run);
+    }
+}
+
+static RUN_LOG_CACHE: std::sync::OnceLock<std::sync::Mutex<BTreeMap<PathBuf, FoldedLog>>> = std::sync::OnceLock::new();
+
 /// Who holds an environment's lock.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LockHolder {
@@ -256,26 +275,39 @@ impl Store {
     }
 
     /// Every run as last recorded, oldest first. A torn last line (a crash mid-write) is skipped.
+    ///
+    /// The log is append-only, so a process-wide cache keeps what it has folded and parses only
+    /// the bytes added since: `deploy_status` stays fast however many runs a project has.
     pub fn runs(&self) -> Result<Vec<RunRecord>> {
         let path = self.runs_path();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(CoreError::io(format!("reading {}", path.display()), e)),
         };
-        let mut order: Vec<RunId> = Vec::new();
-        let mut latest: BTreeMap<RunId, RunRecord> = BTreeMap::new();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let Ok(l) = serde_json::from_str::<LogLine>(line) else {
-                tracing::warn!(file = %path.display(), "skipping an unreadable run-log line");
-                continue;
-            };
-            if !latest.contains_key(&l.run.run_id) {
-                order.push(l.run.run_id.clone());
-            }
-            latest.insert(l.run.run_id.clone(), l.run);
+        let len = file.metadata().map_err(|e| CoreError::io(format!("reading {}", path.display()), e))?.len();
+        let cache = RUN_LOG_CACHE.get_or_init(Default::default);
+        let mut caches = cache.lock().map_err(|_| CoreError::io("run-log cache", std::io::ErrorKind::Other.into()))?;
+        let folded = caches.entry(path.clone()).or_default();
+        if len < folded.offset {
+            // Replaced or truncated by hand: start over.
+            *folded = FoldedLog::default();
         }
-        Ok(order.into_iter().filter_map(|id| latest.remove(&id)).collect())
+        if len > folded.offset {
+            file.seek(SeekFrom::Start(folded.offset)).map_err(|e| CoreError::io(format!("reading {}", path.display()), e))?;
+            let mut bytes = Vec::with_capacity((len - folded.offset) as usize);
+            file.take(len - folded.offset).read_to_end(&mut bytes).map_err(|e| CoreError::io(format!("reading {}", path.display()), e))?;
+            // Only whole lines: a line still being written is read next time.
+            let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            for line in bytes[..whole].split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)) {
+                match serde_json::from_slice::<LogLine>(line) {
+                    Ok(l) => folded.apply(l.run),
+                    Err(_) => tracing::warn!(file = %path.display(), "skipping an unreadable run-log line"),
+                }
+            }
+            folded.offset += whole as u64;
+        }
+        Ok(folded.order.iter().filter_map(|id| folded.latest.get(id).cloned()).collect())
     }
 
     pub fn run(&self, id: &RunId) -> Result<Option<RunRecord>> {
@@ -442,6 +474,31 @@ mod tests {
         let runs = store.runs().unwrap();
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].status, RunStatus::Succeeded);
+    }
+
+    #[test]
+    fn the_cached_fold_sees_appends_and_lines_finished_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let (a, b) = (RunId::generate(), RunId::generate());
+        store.append_run(&run(&a, RunStatus::Running), "started").unwrap();
+        assert_eq!(store.runs().unwrap().len(), 1);
+        // Another process appends: the next read folds only the new bytes.
+        Store::new(dir.path()).append_run(&run(&b, RunStatus::Running), "started").unwrap();
+        assert_eq!(store.runs().unwrap().iter().map(|r| r.run_id.clone()).collect::<Vec<_>>(), [a.clone(), b.clone()]);
+        // A line caught half-written is picked up once it is whole.
+        let line =
+            serde_json::to_string(&LogLine { event: "finished".into(), at: now_rfc3339(), run: run(&a, RunStatus::Succeeded) }).unwrap();
+        let (first, rest) = line.split_at(line.len() / 2);
+        let mut f = OpenOptions::new().append(true).open(store.runs_path()).unwrap();
+        f.write_all(first.as_bytes()).unwrap();
+        assert_eq!(store.run(&a).unwrap().unwrap().status, RunStatus::Running);
+        f.write_all(rest.as_bytes()).unwrap();
+        f.write_all(b"\n").unwrap();
+        assert_eq!(store.run(&a).unwrap().unwrap().status, RunStatus::Succeeded);
+        // A log replaced by hand is read afresh.
+        std::fs::write(store.runs_path(), "").unwrap();
+        assert!(store.runs().unwrap().is_empty());
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub struct Shared {
     pub codec: Arc<rmcp::model::RequestStateCodec>,
     /// Long tools running as MCP tasks, shared by every session of the process.
     pub tasks: rmcp::task_manager::TaskManager,
+    /// The tool and prompt routers, built once: every session clones them (cheap, shared
+    /// schemas) instead of generating and compacting every schema again.
+    routers: std::sync::OnceLock<(ToolRouter<OcDeploy>, rmcp::handler::server::router::prompt::PromptRouter<OcDeploy>)>,
 }
 
 impl Shared {
@@ -78,6 +81,7 @@ impl Shared {
             inflight: Arc::default(),
             codec: crate::confirm::state_codec(),
             tasks: Default::default(),
+            routers: std::sync::OnceLock::new(),
         })
     }
 
@@ -201,7 +205,14 @@ pub struct OcDeploy {
 
 impl OcDeploy {
     pub fn new(shared: Arc<Shared>) -> Self {
-        let opts = &shared.opts;
+        let (tool_router, prompt_router) =
+            shared.routers.get_or_init(|| (Self::build_tool_router(&shared.opts), Self::prompt_router())).clone();
+        let redactor = shared.redactor.clone();
+        Self { shared, session: Arc::default(), redactor, tool_router, prompt_router }
+    }
+
+    /// The tools this server exposes, with compact schemas.
+    fn build_tool_router(opts: &ServerOptions) -> ToolRouter<Self> {
         let mut router = Self::pipeline_router() + Self::setup_router() + Self::records_router();
         for (set, tools) in TOOLSETS {
             if !opts.toolsets.is_empty() && !opts.toolsets.iter().any(|t| t == set) {
@@ -224,9 +235,7 @@ impl OcDeploy {
             route.attr.input_schema = Arc::new(crate::schema::compact_input(&route.attr.input_schema));
             compacted.add_route(route);
         }
-        let router = compacted;
-        let redactor = shared.redactor.clone();
-        Self { shared, session: Arc::default(), redactor, tool_router: router, prompt_router: Self::prompt_router() }
+        compacted
     }
 
     /// The project root: `--project-dir`, else the first root the client offered, else the
