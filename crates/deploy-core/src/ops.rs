@@ -464,12 +464,7 @@ pub async fn deploy_staging<C: Confirmer>(ctx: &Ctx, req: StagingRequest, confir
 
     let gate = gate_step(&mut ctl, &cfg, req.skip_security).await?;
     if gate.decision == Decision::Block {
-        let e = CoreError::Refused {
-            message: format!("the gate blocked the deploy: {}", gate.reasons.join("; ")),
-            hint: "fix the findings listed in gate.findings, re-run the audits, then deploy again".into(),
-        };
-        ctl.fail_with(RunStatus::Blocked, &e);
-        return Ok(ctl.outcome("fix the blocking findings first"));
+        return Ok(blocked_by_gate(ctl, &gate));
     }
     if ctl.machine.needs_confirmation() && !req.dry_run {
         let plan = plan_for(&ctl, &cfg, &gate, None, None, "n/a (this is staging)".into(), req.skip_security);
@@ -523,6 +518,16 @@ pub async fn deploy_staging<C: Confirmer>(ctx: &Ctx, req: StagingRequest, confir
         ctl.fail_with(RunStatus::Failed, &e);
         Ok(ctl.outcome("fix the smoke failures before promoting"))
     }
+}
+
+/// Ends a run the gate blocked, naming the findings' counts and what to do.
+fn blocked_by_gate(mut ctl: RunCtl<'_>, gate: &GateResult) -> RunOutcome {
+    let e = CoreError::Refused {
+        message: format!("the gate blocked the deploy: {}", gate.reasons.join("; ")),
+        hint: "fix the findings listed in gate.findings, re-run the audits, then deploy again".into(),
+    };
+    ctl.fail_with(RunStatus::Blocked, &e);
+    ctl.outcome("fix the blocking findings first")
 }
 
 async fn note_dirty(ctl: &mut RunCtl<'_>) {
@@ -748,12 +753,7 @@ pub async fn deploy_prod<C: Confirmer>(ctx: &Ctx, req: ProdRequest, confirmer: &
     // Pre-promotion checklist: the gate, then staging verified for this commit.
     let gate = gate_step(&mut ctl, &cfg, req.skip_security).await?;
     if gate.decision == Decision::Block {
-        let e = CoreError::Refused {
-            message: format!("the gate blocked the deploy: {}", gate.reasons.join("; ")),
-            hint: "fix the findings listed in gate.findings, re-run the audits, then deploy again".into(),
-        };
-        ctl.fail_with(RunStatus::Blocked, &e);
-        return Ok(ctl.outcome("fix the blocking findings first"));
+        return Ok(blocked_by_gate(ctl, &gate));
     }
     let cp = ctx.store.load()?;
     let staging = cp.skill_state.env(Environment::Staging).cloned().unwrap_or_default();
@@ -1311,11 +1311,11 @@ pub async fn status(ctx: &Ctx, env: Option<Environment>, run_id: Option<&RunId>)
             locked_by: ctx.store.lock_holder(e),
         });
     }
-    let runs = ctx.store.runs()?;
+    // Only what is shown: the last ten runs and any still running, not the whole log.
+    let runs = ctx.store.recent_runs(10, |r| env.is_none_or(|x| x == r.env), |r| r.status == RunStatus::Running)?;
     let holders: Vec<RunId> = Environment::ALL.iter().filter_map(|e| ctx.store.lock_holder(*e)).map(|h| h.run_id).collect();
     let mut summaries: Vec<RunSummary> = runs
         .iter()
-        .filter(|r| env.is_none_or(|x| x == r.env))
         .map(|r| {
             let mut s = RunSummary::of(r);
             // A running run whose process is gone (and holds no lock) was interrupted.
@@ -1330,7 +1330,7 @@ pub async fn status(ctx: &Ctx, env: Option<Environment>, run_id: Option<&RunId>)
     summaries.reverse();
     summaries.truncate(10);
     let run = match run_id {
-        Some(id) => Some(runs.into_iter().find(|r| &r.run_id == id).ok_or_else(|| CoreError::NotFound {
+        Some(id) => Some(ctx.store.run(id)?.ok_or_else(|| CoreError::NotFound {
             what: "run".into(),
             message: format!("no run {id}"),
             hint: "deploy_status without run_id lists recent runs".into(),
@@ -1439,14 +1439,13 @@ pub struct ReportOutcome {
 
 /// The Markdown report of a run (default: the latest finished one).
 pub fn report(ctx: &Ctx, run_id: Option<&RunId>, kind: Option<ReportKind>) -> Result<ReportOutcome> {
-    let runs = ctx.store.runs()?;
     let run = match run_id {
-        Some(id) => runs.into_iter().find(|r| &r.run_id == id).ok_or_else(|| CoreError::NotFound {
+        Some(id) => ctx.store.run(id)?.ok_or_else(|| CoreError::NotFound {
             what: "run".into(),
             message: format!("no run {id}"),
             hint: "deploy_status lists recent runs".into(),
         })?,
-        None => runs.into_iter().rev().find(|r| r.status.is_final()).ok_or_else(|| CoreError::NotFound {
+        None => ctx.store.recent_runs(1, |r| r.status.is_final(), |_| false)?.pop().ok_or_else(|| CoreError::NotFound {
             what: "run".into(),
             message: "no finished run yet".into(),
             hint: "deploy to staging first".into(),

@@ -279,10 +279,35 @@ impl Store {
     /// The log is append-only, so a process-wide cache keeps what it has folded and parses only
     /// the bytes added since: `deploy_status` stays fast however many runs a project has.
     pub fn runs(&self) -> Result<Vec<RunRecord>> {
+        self.with_runs(|log| log.order.iter().filter_map(|id| log.latest.get(id).cloned()).collect())
+    }
+
+    /// Of the runs for which `matches` is true: the last `limit`, plus any earlier one for which
+    /// `keep` is true; oldest first. Clones only those.
+    pub fn recent_runs(
+        &self,
+        limit: usize,
+        matches: impl Fn(&RunRecord) -> bool,
+        keep: impl Fn(&RunRecord) -> bool,
+    ) -> Result<Vec<RunRecord>> {
+        self.with_runs(|log| {
+            let mut picked = Vec::new();
+            for r in log.order.iter().rev().filter_map(|id| log.latest.get(id)).filter(|r| matches(r)) {
+                if picked.len() < limit || keep(r) {
+                    picked.push(r.clone());
+                }
+            }
+            picked.reverse();
+            picked
+        })
+    }
+
+    /// Reads the run log (incrementally) and hands the folded runs to `f`.
+    fn with_runs<T>(&self, f: impl FnOnce(&FoldedLog) -> T) -> Result<T> {
         let path = self.runs_path();
         let mut file = match File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(f(&FoldedLog::default())),
             Err(e) => return Err(CoreError::io(format!("reading {}", path.display()), e)),
         };
         let len = file.metadata().map_err(|e| CoreError::io(format!("reading {}", path.display()), e))?.len();
@@ -307,11 +332,11 @@ impl Store {
             }
             folded.offset += whole as u64;
         }
-        Ok(folded.order.iter().filter_map(|id| folded.latest.get(id).cloned()).collect())
+        Ok(f(folded))
     }
 
     pub fn run(&self, id: &RunId) -> Result<Option<RunRecord>> {
-        Ok(self.runs()?.into_iter().find(|r| &r.run_id == id))
+        self.with_runs(|log| log.latest.get(id).cloned())
     }
 
     fn lock_path(&self, env: Environment) -> PathBuf {
@@ -499,6 +524,21 @@ mod tests {
         // A log replaced by hand is read afresh.
         std::fs::write(store.runs_path(), "").unwrap();
         assert!(store.runs().unwrap().is_empty());
+    }
+
+    #[test]
+    fn recent_runs_keeps_the_last_matching_and_the_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let ids: Vec<RunId> = (0..6).map(|_| RunId::generate()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            store.append_run(&run(id, if i == 0 { RunStatus::Running } else { RunStatus::Succeeded }), "x").unwrap();
+        }
+        let got: Vec<RunId> =
+            store.recent_runs(2, |_| true, |r| r.status == RunStatus::Running).unwrap().into_iter().map(|r| r.run_id).collect();
+        assert_eq!(got, [ids[0].clone(), ids[4].clone(), ids[5].clone()]);
+        let none = store.recent_runs(3, |r| r.env == Environment::Production, |_| true).unwrap();
+        assert!(none.is_empty());
     }
 
     #[test]

@@ -60,6 +60,12 @@ impl Confirmer for TerminalConfirmer {
     }
 }
 
+/// One line of human output on stdout.
+#[allow(clippy::print_stdout)]
+pub fn say(s: impl AsRef<str>) {
+    println!("{}", s.as_ref());
+}
+
 /// A deploy-core context for the CLI: Ctrl-C cancels the run at a safe point.
 pub fn ctx(root: &Path, yes: bool) -> Ctx {
     let exe = std::env::current_exe().unwrap_or_else(|_| "oc-deploy".into());

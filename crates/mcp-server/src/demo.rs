@@ -15,10 +15,7 @@ use deploy_core::run::RunStatus;
 
 use crate::{cli, render};
 
-#[allow(clippy::print_stdout)]
-fn say(s: impl AsRef<str>) {
-    println!("{}", s.as_ref());
-}
+use crate::cli::say;
 
 fn section(n: u32, title: &str) {
     say(format!("\n== {n}. {title}"));

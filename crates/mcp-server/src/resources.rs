@@ -47,11 +47,12 @@ pub fn read(uri: &str, root: &Path, redactor: &deploy_core::secret::Redactor) ->
             )
         }
         RUNS => {
-            let runs = deploy_core::store::Store::new(root).runs().map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+            let runs = deploy_core::store::Store::new(root)
+                .recent_runs(50, |_| true, |_| false)
+                .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
             let list: Vec<serde_json::Value> = runs
                 .iter()
                 .rev()
-                .take(50)
                 .map(|r| {
                     serde_json::json!({
                         "run_id": r.run_id, "kind": r.kind, "env": r.env, "version": r.version, "status": r.status,

@@ -25,6 +25,25 @@ use crate::render;
 use crate::server::{OcDeploy, structured, tool_error};
 
 impl OcDeploy {
+    /// Answers a call that is not a run: the project's context, one operation, its result.
+    pub(crate) async fn answer<T, F, Fut>(
+        &self,
+        rc: &RequestContext<RoleServer>,
+        project_dir: Option<&str>,
+        op: F,
+        text: impl FnOnce(&T) -> String,
+    ) -> CallToolResult
+    where
+        T: Serialize,
+        F: FnOnce(Ctx) -> Fut,
+        Fut: Future<Output = Result<T, CoreError>>,
+    {
+        match self.ctx(project_dir, rc) {
+            Ok(ctx) => result(op(ctx).await, text, &self.redactor),
+            Err(e) => tool_error(&e, &self.redactor),
+        }
+    }
+
     /// Pings the client until the returned guard drops (HTTP sessions on legacy protocols).
     fn heartbeat(&self, rc: &RequestContext<RoleServer>) -> Option<tokio_util::sync::DropGuard> {
         let every = self.shared.opts.heartbeat?;

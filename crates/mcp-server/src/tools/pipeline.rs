@@ -9,7 +9,6 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 
 use super::args::{HealthArgs, ProdArgs, RollbackArgs, SmokeArgs, StagingArgs};
-use super::result;
 use crate::confirm::{McpConfirmer, confirmer_for};
 use crate::render;
 use crate::server::{OcDeploy, tool_error};
@@ -114,12 +113,8 @@ impl OcDeploy {
         output_schema = schema_for_output::<HealthOutcome>()
     )]
     async fn deploy_health(&self, Parameters(a): Parameters<HealthArgs>, rc: RequestContext<RoleServer>) -> CallToolResult {
-        let ctx = match self.ctx(a.project_dir.as_deref(), &rc) {
-            Ok(c) => c,
-            Err(e) => return tool_error(&e, &self.redactor),
-        };
         let env = a.env.map_or(Environment::Production, Into::into);
-        result(ops::health(&ctx, env).await, render::health, &self.redactor)
+        self.answer(&rc, a.project_dir.as_deref(), |ctx| async move { ops::health(&ctx, env).await }, render::health).await
     }
 
     #[tool(

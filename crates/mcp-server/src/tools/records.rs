@@ -9,7 +9,6 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 
 use super::args::{CheckpointArgs, ReportArgs, StatusArgs, run_id};
-use super::result;
 use crate::render;
 use crate::server::{OcDeploy, tool_error};
 
@@ -23,16 +22,12 @@ impl OcDeploy {
         output_schema = schema_for_output::<StatusOutcome>()
     )]
     async fn deploy_status(&self, Parameters(a): Parameters<StatusArgs>, rc: RequestContext<RoleServer>) -> CallToolResult {
-        let ctx = match self.ctx(a.project_dir.as_deref(), &rc) {
-            Ok(c) => c,
-            Err(e) => return tool_error(&e, &self.redactor),
-        };
         let id = match run_id(a.run_id.as_deref()) {
             Ok(id) => id,
             Err(e) => return tool_error(&e, &self.redactor),
         };
         let env: Option<Environment> = a.env.map(Into::into);
-        result(ops::status(&ctx, env, id.as_ref()).await, render::status, &self.redactor)
+        self.answer(&rc, a.project_dir.as_deref(), |ctx| async move { ops::status(&ctx, env, id.as_ref()).await }, render::status).await
     }
 
     #[tool(
@@ -43,11 +38,8 @@ impl OcDeploy {
         output_schema = schema_for_output::<CheckpointOutcome>()
     )]
     async fn deploy_checkpoint(&self, Parameters(a): Parameters<CheckpointArgs>, rc: RequestContext<RoleServer>) -> CallToolResult {
-        let ctx = match self.ctx(a.project_dir.as_deref(), &rc) {
-            Ok(c) => c,
-            Err(e) => return tool_error(&e, &self.redactor),
-        };
-        result(ops::checkpoint(&ctx, a.skill.as_deref()), |o| o.summary.clone(), &self.redactor)
+        self.answer(&rc, a.project_dir.as_deref(), |ctx| async move { ops::checkpoint(&ctx, a.skill.as_deref()) }, |o| o.summary.clone())
+            .await
     }
 
     #[tool(
@@ -58,14 +50,11 @@ impl OcDeploy {
         output_schema = schema_for_output::<ReportOutcome>()
     )]
     async fn deploy_report(&self, Parameters(a): Parameters<ReportArgs>, rc: RequestContext<RoleServer>) -> CallToolResult {
-        let ctx = match self.ctx(a.project_dir.as_deref(), &rc) {
-            Ok(c) => c,
-            Err(e) => return tool_error(&e, &self.redactor),
-        };
         let id = match run_id(a.run_id.as_deref()) {
             Ok(id) => id,
             Err(e) => return tool_error(&e, &self.redactor),
         };
-        result(ops::report(&ctx, id.as_ref(), a.kind), |o| o.markdown.clone(), &self.redactor)
+        self.answer(&rc, a.project_dir.as_deref(), |ctx| async move { ops::report(&ctx, id.as_ref(), a.kind) }, |o| o.markdown.clone())
+            .await
     }
 }

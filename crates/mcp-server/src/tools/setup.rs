@@ -9,9 +9,8 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 
 use super::args::{AuditArgs, InitArgs};
-use super::result;
 use crate::render;
-use crate::server::{OcDeploy, tool_error};
+use crate::server::OcDeploy;
 
 #[tool_router(router = setup_router, vis = "pub(crate)")]
 impl OcDeploy {
@@ -23,11 +22,7 @@ impl OcDeploy {
         output_schema = schema_for_output::<InitOutcome>()
     )]
     async fn deploy_init(&self, Parameters(a): Parameters<InitArgs>, rc: RequestContext<RoleServer>) -> CallToolResult {
-        let ctx = match self.ctx(a.project_dir.as_deref(), &rc) {
-            Ok(c) => c,
-            Err(e) => return tool_error(&e, &self.redactor),
-        };
-        result(ops::init(&ctx, a.platform, a.write).await, render::init, &self.redactor)
+        self.answer(&rc, a.project_dir.as_deref(), |ctx| async move { ops::init(&ctx, a.platform, a.write).await }, render::init).await
     }
 
     #[tool(
@@ -38,11 +33,8 @@ impl OcDeploy {
         output_schema = schema_for_output::<GateResult>()
     )]
     async fn deploy_audit(&self, Parameters(a): Parameters<AuditArgs>, rc: RequestContext<RoleServer>) -> CallToolResult {
-        let ctx = match self.ctx(a.project_dir.as_deref(), &rc) {
-            Ok(c) => c,
-            Err(e) => return tool_error(&e, &self.redactor),
-        };
+        // The gate is the same for every environment; `env` names the one about to be deployed.
         let _ = a.env;
-        result(ops::audit(&ctx).await, render::gate, &self.redactor)
+        self.answer(&rc, a.project_dir.as_deref(), |ctx| async move { ops::audit(&ctx).await }, render::gate).await
     }
 }
