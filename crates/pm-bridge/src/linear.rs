@@ -377,13 +377,6 @@ impl Linear {
             source = cause.source();
         }
         let message = self.key.redact(message);
-        // Without a TLS backend, reqwest's connector refuses https URLs with this message.
-        if message.contains("scheme is not http") {
-            return TrackerError::NotConfigured {
-                tracker: TRACKER.to_owned(),
-                message: format!("{message}; this build has no TLS support for https endpoints (hint: enable a reqwest TLS feature)"),
-            };
-        }
         if error.is_builder() {
             // The request could not even be built (an unsupported scheme, say): a setup problem.
             TrackerError::NotConfigured { tracker: TRACKER.to_owned(), message }

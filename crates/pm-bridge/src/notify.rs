@@ -411,7 +411,7 @@ impl Notifier {
     /// POSTs `body` as JSON; a failure is described without the URL.
     async fn post_json(&self, url: &Url, body: &serde_json::Value) -> Result<reqwest::Response, String> {
         let Some(client) = &self.client else { return Err("the HTTP client could not be set up".to_owned()) };
-        client.post(url.clone()).json(body).send().await.map_err(|e| transport_reason(&e, url))
+        client.post(url.clone()).json(body).send().await.map_err(|e| transport_reason(&e))
     }
 
     async fn send_telegram(&self, target: &TelegramTarget, msg: &Message) -> Delivery {
@@ -433,7 +433,7 @@ impl Notifier {
         let status = response.status();
         let text = match response.text().await {
             Ok(text) => text,
-            Err(e) => return Delivery::failed(channel, format_args!("HTTP {}: {}", status.as_u16(), transport_reason(&e, url))),
+            Err(e) => return Delivery::failed(channel, format_args!("HTTP {}: {}", status.as_u16(), transport_reason(&e))),
         };
         // Every answer is `{"ok": …}`; a failure adds `description` (`Bad Request: chat not
         // found`) with the HTTP status equal to `error_code`.
@@ -505,14 +505,13 @@ fn telegram_endpoint(base: &str, token: &str) -> Endpoint {
 
 /// A transport failure in words that cannot contain the URL: reqwest's own message carries it,
 /// so the reason is built from the error's kind and the underlying IO error kind.
-fn transport_reason(error: &reqwest::Error, url: &Url) -> String {
+fn transport_reason(error: &reqwest::Error) -> String {
     let io_kind = io_error_kind(error);
     if error.is_timeout() {
         "timed out".to_owned()
     } else if error.is_connect() {
         match io_kind {
             Some(kind) => format!("connection failed ({kind})"),
-            None if url.scheme() == "https" => "connection failed (is TLS available in this build?)".to_owned(),
             None => "connection failed".to_owned(),
         }
     } else if error.is_builder() {
