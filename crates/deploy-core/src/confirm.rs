@@ -2,7 +2,6 @@
 //! clients that cannot ask the human themselves. A token is stored only as a hash, expires, is
 //! used once, and is refused for any other plan (changed commit, strategy or gate result).
 
-use std::fs::OpenOptions;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
@@ -208,24 +207,17 @@ impl Tokens {
     }
 
     fn with_file<T>(&self, f: impl FnOnce(&mut TokenFile) -> Result<T>) -> Result<T> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
-        let lock_path = dir.join(".confirmations.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| CoreError::io(format!("opening {}", lock_path.display()), e))?;
-        lock.lock().map_err(|e| CoreError::io("locking confirmations", e))?;
-        let mut file: TokenFile = std::fs::read_to_string(&self.path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
-        let now = chrono::Utc::now().timestamp();
-        file.tokens.retain(|t| t.expires_at >= now);
-        let out = f(&mut file);
-        let written = crate::fsutil::write_json_atomic(&self.path, &file);
-        let _ = lock.unlock();
-        written?;
-        out
+        let lock = self.path.with_file_name(".confirmations.lock");
+        crate::fsutil::with_lock(&lock, || {
+            let mut file: TokenFile =
+                std::fs::read_to_string(&self.path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+            let now = chrono::Utc::now().timestamp();
+            file.tokens.retain(|t| t.expires_at >= now);
+            let out = f(&mut file);
+            // Written even when `f` failed: a redeemed (burnt) or expired token must stay gone.
+            crate::fsutil::write_json_atomic(&self.path, &file)?;
+            out
+        })
     }
 }
 

@@ -33,6 +33,24 @@ pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<
     write_atomic(path, &text)
 }
 
+/// Runs `f` holding an exclusive lock on `lock_path` (created, with its directory, when
+/// missing), so read-modify-write cycles of one file never interleave, across threads or
+/// processes. The lock is released when `f` returns, whatever it returns.
+pub fn with_lock<T>(lock_path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    if let Some(dir) = lock_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
+    }
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path)
+        .map_err(|e| CoreError::io(format!("opening {}", lock_path.display()), e))?;
+    lock.lock().map_err(|e| CoreError::io(format!("locking {}", lock_path.display()), e))?;
+    // Dropping the file at the end of this function releases the lock.
+    f()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -240,22 +240,14 @@ impl Store {
     /// Changes the checkpoint under a lock, so concurrent runs on different environments never
     /// lose each other's updates, and writes it atomically.
     pub fn update(&self, f: impl FnOnce(&mut SkillState)) -> Result<Checkpoint> {
-        self.mkdir()?;
-        let lock_path = self.dir.join(".oc-deploy-ops.checkpoint.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| CoreError::io(format!("opening {}", lock_path.display()), e))?;
-        lock.lock().map_err(|e| CoreError::io("locking the checkpoint", e))?;
-        let mut cp = self.load()?;
-        f(&mut cp.skill_state);
-        cp.skill = SKILL.into();
-        cp.updated_at = now_rfc3339();
-        let result = crate::fsutil::write_json_atomic(&self.checkpoint_path(), &cp);
-        let _ = lock.unlock();
-        result.map(|()| cp)
+        crate::fsutil::with_lock(&self.dir.join(".oc-deploy-ops.checkpoint.lock"), || {
+            let mut cp = self.load()?;
+            f(&mut cp.skill_state);
+            cp.skill = SKILL.into();
+            cp.updated_at = now_rfc3339();
+            crate::fsutil::write_json_atomic(&self.checkpoint_path(), &cp)?;
+            Ok(cp)
+        })
     }
 
     /// Appends the run as it stands to the run log (one JSON line, one write).

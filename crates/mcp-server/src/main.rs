@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use deploy_core::config::Platform;
-use deploy_core::domain::{Environment, RunId, Strategy};
+use deploy_core::domain::{Environment, Strategy};
 use deploy_core::ops;
 use deploy_core::report::ReportKind;
 use deploy_core::secret::Redactor;
@@ -402,7 +402,7 @@ async fn run(cli: Cli) -> i32 {
         Command::Status { common, env, run_id } => {
             with_root(&common, |root| async move {
                 let ctx = cli::ctx(&root, false);
-                let id = match run_id.as_deref().map(|s| RunId::parse(s, "run_id")).transpose() {
+                let id = match tools::args::run_id(run_id.as_deref()) {
                     Ok(id) => id,
                     Err(e) => return emit_error(&e, common.json, &redactor),
                 };
@@ -432,7 +432,7 @@ async fn run(cli: Cli) -> i32 {
         Command::Report { common, run_id, kind } => {
             with_root(&common, |root| async move {
                 let ctx = cli::ctx(&root, false);
-                let id = match run_id.as_deref().map(|s| RunId::parse(s, "run_id")).transpose() {
+                let id = match tools::args::run_id(run_id.as_deref()) {
                     Ok(id) => id,
                     Err(e) => return emit_error(&e, common.json, &redactor),
                 };
