@@ -60,6 +60,139 @@ pub struct Config {
     /// Settings of the built-in local platform (`platform: "local"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local: Option<LocalConfig>,
+    /// How to invoke the platform's CLI, as an argument-list prefix (default: `wrangler`,
+    /// `heroku`, `fly`, `shuttle`), e.g. `["npx", "wrangler"]` or an absolute path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_cli: Option<Vec<String>>,
+    /// Seconds one platform command (deploy, rollback, migrations) may take (default 900).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_timeout_seconds: Option<u64>,
+    /// Cloudflare Workers settings: the monorepo deploy API and the Pages frontend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudflare: Option<CloudflareConfig>,
+    /// Heroku settings (pipeline promotion to production).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heroku: Option<HerokuConfig>,
+    /// The `command` platform: your own argument lists for deploy, versions and rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandConfig>,
+    /// Chat notifications: narrow the channels and events (a channel is on when its variables are set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<NotificationsConfig>,
+}
+
+/// Cloudflare Workers extras.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloudflareConfig {
+    /// The monorepo deploy API, tried before wrangler; wrangler is the fallback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_api: Option<DeployApiConfig>,
+    /// The Pages frontend deployed by the `deploy-frontend` step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages: Option<PagesConfig>,
+}
+
+/// `POST <url>/deploy` with `{"app", "env"}` and a bearer token read from `token_env`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployApiConfig {
+    /// Base URL of the deploy API (e.g. `https://oc-deploy.aidops.workers.dev`).
+    pub url: String,
+    /// The app name the API deploys (default: `project_name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// The environment variable holding the bearer token (default `DEPLOY_API_TOKEN`).
+    #[serde(default = "default_deploy_api_token_env")]
+    pub token_env: String,
+}
+
+fn default_deploy_api_token_env() -> String {
+    "DEPLOY_API_TOKEN".into()
+}
+
+/// A Cloudflare Pages project deployed with `wrangler pages deploy`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PagesConfig {
+    /// The Pages project (staging gets `<project>-staging` unless `staging_project` is set).
+    pub project: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging_project: Option<String>,
+    /// The built site's directory, relative to the project root (default `frontend/dist`).
+    #[serde(default = "default_pages_dir")]
+    pub dir: String,
+    /// Build command run before the upload (argument list, run in the directory above `dir`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Vec<String>>,
+}
+
+fn default_pages_dir() -> String {
+    "frontend/dist".into()
+}
+
+/// Heroku extras.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HerokuConfig {
+    /// Production is reached by `heroku pipelines:promote` from the staging app instead of a push.
+    #[serde(default)]
+    pub promote: bool,
+}
+
+/// The `command` platform's argument lists. Each runs in the project root with `OC_DEPLOY_ENV`,
+/// `OC_DEPLOY_VERSION`, `OC_DEPLOY_COMMIT` (and `OC_DEPLOY_TO_VERSION` for rollback) set.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandConfig {
+    /// Deploys the commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<Vec<String>>,
+    /// Prints the live version id on its first output line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<Vec<String>>,
+    /// Prints known versions, one id per line, newest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_versions: Option<Vec<String>>,
+    /// Rolls back to `OC_DEPLOY_TO_VERSION`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<Vec<String>>,
+    /// Runs migrations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrate: Option<Vec<String>>,
+    /// Extra variables from the server's environment passed to these commands (names only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pass_env: Vec<String>,
+}
+
+/// Narrows notifications (the same shape as pm-bridge's `NotifySettings`). An absent list narrows
+/// nothing; an empty list turns everything off.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// Only these channels (default: every channel whose variables are set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<NotifyChannel>>,
+    /// Only these events (default: all four).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<NotifyEvent>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotifyChannel {
+    Telegram,
+    Slack,
+    Webhook,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotifyEvent {
+    StagingVerified,
+    ProductionShipped,
+    Rollback,
+    SmokeFailure,
 }
 
 /// The deploy platforms oc-deploy knows.

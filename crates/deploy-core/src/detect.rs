@@ -477,6 +477,12 @@ pub fn propose_config(root: &Path, d: &Detection, platform: Option<Platform>) ->
         preflight: propose_preflight(root, d.language),
         audit: AuditConfig::default(),
         local,
+        platform_cli: None,
+        platform_timeout_seconds: None,
+        cloudflare: None,
+        heroku: None,
+        command: None,
+        notifications: None,
     }
 }
 

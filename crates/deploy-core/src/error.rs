@@ -34,6 +34,9 @@ pub enum CoreError {
     StateInvalid { path: PathBuf, message: String },
     #[error("refused: {message}")]
     Refused { message: String, hint: String },
+    /// A deploy platform (its CLI or API) refused or failed; `message` is its own words, redacted.
+    #[error("{platform}: {message}")]
+    Platform { platform: String, message: String, hint: String, retryable: bool },
     #[error("{what}: {message}")]
     NotFound { what: String, message: String, hint: String },
     #[error("{context}: {source}")]
@@ -74,6 +77,7 @@ impl CoreError {
             Self::Refused { .. } => "refused",
             Self::StateInvalid { .. } => "state_invalid",
             Self::NotFound { .. } => "not_found",
+            Self::Platform { .. } => "platform_error",
             Self::Io { .. } => "io_error",
         }
     }
@@ -92,7 +96,8 @@ impl CoreError {
             | Self::Git { hint, .. }
             | Self::Local { hint, .. }
             | Self::Refused { hint, .. }
-            | Self::NotFound { hint, .. } => hint.clone(),
+            | Self::NotFound { hint, .. }
+            | Self::Platform { hint, .. } => hint.clone(),
             Self::StateInvalid { .. } => {
                 "fix the file by hand or restore it from version control (oc-deploy writes it atomically, so a broken one was edited)"
                     .into()
@@ -110,5 +115,6 @@ impl CoreError {
     /// Whether the same call may succeed if retried unchanged.
     pub fn retryable(&self) -> bool {
         matches!(self, Self::Locked { .. } | Self::Timeout { .. } | Self::Io { .. } | Self::Local { .. })
+            || matches!(self, Self::Platform { retryable: true, .. })
     }
 }

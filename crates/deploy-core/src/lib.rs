@@ -3,6 +3,7 @@
 //! nothing about MCP: `mcp-server` turns its operations into tools and CLI commands.
 
 pub mod audit;
+pub mod cloud;
 pub mod config;
 pub mod confirm;
 pub mod detect;

@@ -109,6 +109,12 @@ fn demo_config(exe: &Path, staging: u16, production: u16) -> Config {
             canary_percent: 10,
             env: Default::default(),
         }),
+        platform_cli: None,
+        platform_timeout_seconds: None,
+        cloudflare: None,
+        heroku: None,
+        command: None,
+        notifications: None,
     }
 }
 

@@ -545,7 +545,7 @@ pub(crate) fn check_version(version: &str) -> Result<()> {
     }
 }
 
-fn check_env_name(name: &str, field: &str) -> Result<()> {
+pub(crate) fn check_env_name(name: &str, field: &str) -> Result<()> {
     let mut bytes = name.bytes();
     let ok = bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_') && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if ok {
