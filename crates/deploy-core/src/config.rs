@@ -263,6 +263,9 @@ pub struct EnvConfig {
     /// Render service id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_id: Option<String>,
+    /// Heroku: the git remote pushed to (default `https://git.heroku.com/<app>.git`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_remote: Option<String>,
     /// Local platform: the stable port the environment's proxy listens on (127.0.0.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
