@@ -228,3 +228,39 @@ mod tests {
         assert_eq!(left, vec![std::ffi::OsString::from("release")]);
     }
 }
+
+/// The full messages of the commits in `from..to` (newest first), at most `limit`; with no
+/// `from` (a first deploy), the newest `limit` commits reachable from `to`. A `from` that is no
+/// longer an ancestor (history rewritten) falls back to `to` alone.
+pub async fn commit_messages(
+    runner: &Runner,
+    root: &Path,
+    from: Option<&str>,
+    to: &CommitSha,
+    limit: usize,
+    cancel: &CancellationToken,
+) -> Result<Vec<String>> {
+    let range = match from {
+        Some(f) if f != to.as_str() => format!("{f}..{}", to.as_str()),
+        Some(_) => return Ok(Vec::new()),
+        None => to.as_str().to_owned(),
+    };
+    let max = format!("--max-count={limit}");
+    let cmd = git(root).args(["log", "-z", "--format=%B", max.as_str(), range.as_str(), "--"]);
+    let out = runner.run(&cmd, cancel).await?;
+    if !out.success() {
+        if from.is_some() {
+            let one = git(root).args(["log", "-z", "--format=%B", "--max-count=1", to.as_str(), "--"]);
+            let out = runner.run(&one, cancel).await?;
+            if out.success() {
+                return Ok(split_messages(&out.stdout));
+            }
+        }
+        return Err(failure(root, &out, "git log"));
+    }
+    Ok(split_messages(&out.stdout))
+}
+
+fn split_messages(stdout: &str) -> Vec<String> {
+    stdout.split('\0').map(|m| m.trim_matches('\n').to_owned()).filter(|m| !m.is_empty()).collect()
+}

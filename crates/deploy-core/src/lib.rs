@@ -9,6 +9,7 @@ pub mod confirm;
 pub mod detect;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod fsutil;
 pub mod gate;
 pub mod git;

@@ -16,11 +16,12 @@ use crate::confirm::{ConfirmOutcome, Confirmer, Plan, TokenPurpose, Tokens};
 use crate::detect::{self, ChecklistItem, Detection};
 use crate::domain::{CommitSha, Environment, RunId, Strategy, now_rfc3339};
 use crate::error::{CoreError, Result};
+use crate::events::{DeployFacts, RunEvent, RunEvents};
 use crate::gate::{Decision, GateResult};
 use crate::git;
 use crate::pipeline::{Event, Machine, State};
 use crate::process::{Cmd, Runner};
-use crate::provider::{self, DeployTarget, Provider};
+use crate::provider::{self, Capabilities, DeployTarget, EnvListing, EnvVarName, Provider};
 use crate::report::{self, ReportKind};
 use crate::run::{CheckResult, RollbackInfo, RunError, RunKind, RunRecord, RunStatus, StepRecord, StepStatus};
 use crate::secret::Redactor;
@@ -61,6 +62,8 @@ pub struct Ctx {
     /// Fired once a run is past its human checkpoints and holds its lock: a background caller
     /// returns the run then and lets it go on.
     pub detach: Option<Detach>,
+    /// Who hears about gate passes, verifications, ships and rollbacks (PM tickets, chat).
+    pub events: Option<Arc<dyn RunEvents>>,
 }
 
 /// A one-shot signal carrying the run as it stood when it could go on alone.
@@ -94,7 +97,13 @@ impl Ctx {
             auto_approve_high_risk: false,
             run_id: None,
             detach: None,
+            events: None,
         }
+    }
+
+    pub fn with_events(mut self, e: Arc<dyn RunEvents>) -> Self {
+        self.events = Some(e);
+        self
     }
 
     pub fn with_progress(mut self, p: Arc<dyn Progress>) -> Self {
@@ -477,13 +486,21 @@ pub async fn deploy_staging<C: Confirmer>(ctx: &Ctx, req: StagingRequest, confir
     if !req.dry_run {
         ctl.detach();
     }
+    let prev_commit = ctx.store.load().ok().and_then(|cp| cp.skill_state.env(env).and_then(|e| e.commit.clone()));
+    let facts = if req.dry_run { None } else { Some(facts_for(&ctl, &cfg, &commit, prev_commit, gate_words(&gate)).await) };
+    if let Some(f) = &facts {
+        announce(&mut ctl, f, RunEvent::GatePassed).await;
+    }
     if let Err(e) = preflight(&mut ctl, &cfg, req.skip_tests).await {
         ctl.fail_with(status_for(&e), &e);
         return Ok(ctl.outcome("fix the pre-flight failure and deploy again"));
     }
     let target = DeployTarget { env, commit: commit.clone(), version: commit.short(), strategy: Strategy::BlueGreen };
     if req.dry_run {
-        dry_run_steps(&mut ctl, &cfg, &target);
+        if let Err(e) = dry_run_steps(&mut ctl, &cfg, &provider, &target).await {
+            ctl.fail_with(status_for(&e), &e);
+            return Ok(ctl.outcome("the platform's dry run failed: fix it before deploying"));
+        }
         ctl.finish(RunStatus::Succeeded);
         return Ok(ctl.outcome("dry run only: nothing was deployed"));
     }
@@ -505,12 +522,18 @@ pub async fn deploy_staging<C: Confirmer>(ctx: &Ctx, req: StagingRequest, confir
     let summary = smoke_summary(&checks);
     if passed {
         ctl.apply(Event::VerifyPassed)?;
-        ctl.end(StepStatus::Passed, summary);
+        ctl.end(StepStatus::Passed, summary.clone());
+        if let Some(f) = &facts {
+            announce(&mut ctl, f, RunEvent::StagingVerified { summary }).await;
+        }
         ctl.finish(RunStatus::Succeeded);
         Ok(ctl.outcome(format!("staging verified for {}: ready for production (deploy_prod)", target.version)))
     } else {
         ctl.apply(Event::VerifyFailed)?;
         ctl.end(StepStatus::Failed, summary.clone());
+        if let Some(f) = &facts {
+            announce(&mut ctl, f, RunEvent::SmokeFailed { summary: summary.clone() }).await;
+        }
         let e = CoreError::Refused {
             message: format!("smoke tests failed: {summary}"),
             hint: "fix the failures and redeploy to staging; production refuses this commit until staging passes".into(),
@@ -518,6 +541,42 @@ pub async fn deploy_staging<C: Confirmer>(ctx: &Ctx, req: StagingRequest, confir
         ctl.fail_with(RunStatus::Failed, &e);
         Ok(ctl.outcome("fix the smoke failures before promoting"))
     }
+}
+
+/// The facts of this run's deploy for tickets and messages: the commits since the
+/// environment's previous commit, and the gate's verdict.
+async fn facts_for(ctl: &RunCtl<'_>, cfg: &Config, commit: &CommitSha, prev_commit: Option<String>, gate: String) -> DeployFacts {
+    let ctx = ctl.ctx;
+    let messages = git::commit_messages(&ctx.runner, &ctx.root, prev_commit.as_deref(), commit, 500, &ctx.cancel).await.unwrap_or_default();
+    DeployFacts {
+        project: cfg.project_name.clone(),
+        env: ctl.run.env.as_str().to_owned(),
+        version: commit.short(),
+        commit: commit.to_string(),
+        prev_commit,
+        commit_messages: messages,
+        gate,
+        url: cfg.base_url(ctl.run.env).ok(),
+        run_id: ctl.run.run_id.to_string(),
+    }
+}
+
+/// The gate's verdict as the deploy ticket says it (`Audit gate: PASS …`).
+fn gate_words(gate: &GateResult) -> String {
+    let c = gate.counts;
+    let counts = format!("{} critical, {} high", c.critical, c.high);
+    match gate.decision {
+        Decision::Proceed => format!("PASS ({counts})"),
+        Decision::Warn => format!("WARN, confirmed ({counts}; {})", gate.reasons.join("; ")),
+        Decision::Block => format!("BLOCK ({counts})"),
+    }
+}
+
+/// Tells the run's listeners (tickets, chat); what they did becomes notes of the run.
+async fn announce(ctl: &mut RunCtl<'_>, facts: &DeployFacts, event: RunEvent) {
+    let Some(listeners) = ctl.ctx.events.clone() else { return };
+    let notes = listeners.announce(&ctl.ctx.root, facts, &event).await;
+    ctl.run.notes.extend(notes);
 }
 
 /// Ends a run the gate blocked, naming the findings' counts and what to do.
@@ -564,14 +623,29 @@ async fn preflight(ctl: &mut RunCtl<'_>, cfg: &Config, skip_tests: bool) -> Resu
     Ok(())
 }
 
-fn dry_run_steps(ctl: &mut RunCtl<'_>, cfg: &Config, target: &DeployTarget) {
+/// A dry run: the platform's own check of the deploy (`wrangler deploy --dry-run`) where it
+/// has one, and the plan of every other step. Nothing changes anywhere.
+async fn dry_run_steps(ctl: &mut RunCtl<'_>, cfg: &Config, provider: &impl Provider, target: &DeployTarget) -> Result<()> {
     for step in &cfg.deploy_order {
+        if *step == crate::config::DeployStep::DeployApi {
+            ctl.begin(step.as_str(), &format!("dry run of {} for {}", target.version, target.env));
+            let cancel = ctl.ctx.cancel.clone();
+            match guarded(ctl, provider.dry_run(target, &cancel)).await {
+                Ok(o) => ctl.end(o.status, format!("dry run: {}", o.detail)),
+                Err(e) => {
+                    ctl.end(StepStatus::Failed, format!("dry run failed: {e}"));
+                    return Err(e);
+                }
+            }
+            continue;
+        }
         ctl.record(
             step.as_str(),
             StepStatus::Skipped,
             format!("dry run: would run {} for {} in {}", step.as_str(), target.version, target.env),
         );
     }
+    Ok(())
 }
 
 async fn deploy_steps(ctl: &mut RunCtl<'_>, cfg: &Config, provider: &impl Provider, target: &DeployTarget) -> Result<()> {
@@ -790,7 +864,10 @@ pub async fn deploy_prod<C: Confirmer>(ctx: &Ctx, req: ProdRequest, confirmer: &
     if req.dry_run {
         ctl.record("confirm", StepStatus::Skipped, "dry run: no confirmation needed");
         let target = DeployTarget { env, commit: commit.clone(), version: commit.short(), strategy };
-        dry_run_steps(&mut ctl, &cfg, &target);
+        if let Err(e) = dry_run_steps(&mut ctl, &cfg, &provider, &target).await {
+            ctl.fail_with(status_for(&e), &e);
+            return Ok(ctl.outcome("the platform's dry run failed: fix it before deploying"));
+        }
         ctl.finish(RunStatus::Succeeded);
         let mut out = ctl.outcome("dry run only: nothing was deployed");
         out.plan = Some(plan);
@@ -822,6 +899,9 @@ pub async fn deploy_prod<C: Confirmer>(ctx: &Ctx, req: ProdRequest, confirmer: &
     })?;
     ctl.end(StepStatus::Passed, format!("previous version: {}", previous.as_deref().unwrap_or("none (first production deploy)")));
 
+    let prev_commit = cp.skill_state.env(env).and_then(|e| e.commit.clone());
+    let facts = facts_for(&ctl, &cfg, &commit, prev_commit, gate_words(&gate)).await;
+    announce(&mut ctl, &facts, RunEvent::GatePassed).await;
     let target = DeployTarget { env, commit: commit.clone(), version: commit.short(), strategy };
     if let Err(e) = deploy_steps(&mut ctl, &cfg, &provider, &target).await {
         let status = status_for(&e);
@@ -849,7 +929,7 @@ pub async fn deploy_prod<C: Confirmer>(ctx: &Ctx, req: ProdRequest, confirmer: &
     let mut report = checker.run_health(&cfg.smoke_tests, &base_url, &fallback, baseline.as_ref(), &ctx.cancel).await;
     ctl.run.health = report.checks.clone();
     if report.verdict != Verdict::Unhealthy {
-        return Ok(shipped(ctl, &cfg, report, &target, previous, &base_url));
+        return Ok(shipped(ctl, &cfg, report, &target, previous, &base_url, &facts).await);
     }
     ctl.apply(Event::VerifyFailed)?;
     ctl.end(StepStatus::Failed, report.summary.clone());
@@ -875,7 +955,7 @@ pub async fn deploy_prod<C: Confirmer>(ctx: &Ctx, req: ProdRequest, confirmer: &
     ctl.run.health = report.checks.clone();
     if report.verdict != Verdict::Unhealthy {
         ctl.run.notes.push("health recovered after the propagation wait".into());
-        return Ok(shipped(ctl, &cfg, report, &target, previous, &base_url));
+        return Ok(shipped(ctl, &cfg, report, &target, previous, &base_url, &facts).await);
     }
     ctl.apply(Event::VerifyFailed)?;
     ctl.end(StepStatus::Failed, report.summary.clone());
@@ -922,6 +1002,8 @@ pub async fn deploy_prod<C: Confirmer>(ctx: &Ctx, req: ProdRequest, confirmer: &
         e.previous_version = Some(failed_version);
         e.commit = None;
     })?;
+    let reason = format!("health check failed twice: {}", report.summary);
+    announce(&mut ctl, &facts, RunEvent::RolledBack { reason, to_version: prev.clone() }).await;
     ctl.finish(RunStatus::RolledBack);
     let id = ctl.run.run_id.clone();
     Ok(ctl.outcome(format!("production is back on {prev}; see deploy_report kind incident for run {id}")))
@@ -935,14 +1017,15 @@ fn verdict_str(v: Verdict) -> &'static str {
     }
 }
 
-/// A healthy production deploy: record it and hand off to monitoring.
-fn shipped(
+/// A healthy production deploy: record it, tell the tracker and the team, hand off to monitoring.
+async fn shipped(
     mut ctl: RunCtl<'_>,
     cfg: &Config,
     report: HealthReport,
     target: &DeployTarget,
     previous: Option<String>,
     base_url: &str,
+    facts: &DeployFacts,
 ) -> RunOutcome {
     let _ = ctl.apply(Event::VerifyPassed);
     let status = if report.verdict == Verdict::Degraded { StepStatus::Warned } else { StepStatus::Passed };
@@ -963,6 +1046,7 @@ fn shipped(
         s.monitoring = Some(handoff);
     });
     let _ = cfg;
+    announce(&mut ctl, facts, RunEvent::Shipped { previous_version: previous.clone() }).await;
     ctl.finish(RunStatus::Succeeded);
     ctl.outcome(format!("{} is live in production; oc-monitoring-ops can read the hand-off from the checkpoint", target.version))
 }
@@ -1092,6 +1176,12 @@ pub async fn rollback(ctx: &Ctx, req: RollbackRequest) -> Result<RunOutcome> {
     if report.verdict == Verdict::Unhealthy {
         ctl.run.notes.push(format!("{target} is live but unhealthy too: {}", report.summary));
     }
+    // The deploy ticket of the commit that was live hears about it.
+    if let Some(live) = cp.skill_state.env(env).and_then(|e| e.commit.clone()).and_then(|c| CommitSha::parse(&c).ok()) {
+        let mut facts = facts_for(&ctl, &cfg, &live, None, "n/a (rollback)".into()).await;
+        facts.commit_messages.truncate(1);
+        announce(&mut ctl, &facts, RunEvent::RolledBack { reason: req.reason.clone(), to_version: target.clone() }).await;
+    }
     ctl.finish(RunStatus::RolledBack);
     Ok(ctl.outcome(format!("{env} runs {target}; the incident report is deploy_report with kind incident")))
 }
@@ -1188,6 +1278,8 @@ pub struct InitOutcome {
     /// Where the config was written, when `write` was true.
     pub written: Option<String>,
     pub checklist: Vec<ChecklistItem>,
+    /// What the platform supports (strategies, rollback, secrets, migrations).
+    pub capabilities: Option<Capabilities>,
     pub next: String,
 }
 
@@ -1200,7 +1292,23 @@ pub async fn init(ctx: &Ctx, platform: Option<Platform>, write: bool) -> Result<
         Err(e) => return Err(e),
     };
     ctx.progress.step(1, 2, "init: running the setup checklist");
-    let checklist = detect::checklist(&ctx.root, &config, &ctx.runner, &ctx.cancel).await;
+    let mut checklist = detect::checklist(&ctx.root, &config, &ctx.runner, &ctx.cancel).await;
+    let provider = provider::for_config(&config, &ctx.root, &ctx.runner, ctx.supervisor_exe.clone());
+    let capabilities = match &provider {
+        Ok(p) => {
+            checklist.extend(p.checklist(&ctx.cancel).await);
+            Some(p.capabilities())
+        }
+        Err(e) => {
+            checklist.push(ChecklistItem {
+                name: "platform".into(),
+                status: detect::CheckStatus::Fail,
+                detail: e.to_string(),
+                hint: Some(e.hint()),
+            });
+            None
+        }
+    };
     let written = if write && !existing { Some(config.write(&ctx.root)?.display().to_string()) } else { None };
     ctx.progress.step(2, 2, "init: done");
     let next = match (existing, write) {
@@ -1208,7 +1316,7 @@ pub async fn init(ctx: &Ctx, platform: Option<Platform>, write: bool) -> Result<
         (false, true) => "config written; review it, commit it, then run deploy_staging".to_string(),
         (false, false) => "review the proposed config, then call deploy_init with write: true".to_string(),
     };
-    Ok(InitOutcome { project_dir: ctx.root.display().to_string(), detection, config, existing, written, checklist, next })
+    Ok(InitOutcome { project_dir: ctx.root.display().to_string(), detection, config, existing, written, checklist, capabilities, next })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1454,4 +1562,127 @@ pub fn report(ctx: &Ctx, run_id: Option<&RunId>, kind: Option<ReportKind>) -> Re
     let kind = kind.unwrap_or_else(|| ReportKind::for_run(&run));
     let markdown = ctx.runner.redactor().redact(&report::render(&run, kind));
     Ok(ReportOutcome { run_id: run.run_id, kind, markdown })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment variables and secrets
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvAction {
+    List,
+    Set,
+    Unset,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvRequest {
+    pub env: Environment,
+    pub action: EnvAction,
+    pub name: Option<String>,
+    /// `env:NAME` (the server's own environment) or `file:PATH`; never the value itself.
+    pub value_from: Option<String>,
+}
+
+/// The answer of `deploy_env`: names only, never a value.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct EnvOutcome {
+    pub env: Environment,
+    pub platform: Platform,
+    pub action: EnvAction,
+    /// For `list`: the names set in the environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vars: Vec<EnvVarName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub detail: String,
+    /// How the platform handles variables, when it matters (e.g. Shuttle's Secrets.toml).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+fn check_var_name(name: Option<&str>) -> Result<String> {
+    let name = name.map(str::trim).filter(|n| !n.is_empty()).ok_or_else(|| {
+        CoreError::invalid("name", "set and unset need the variable's name", "pass name, e.g. \"DATABASE_URL\"")
+    })?;
+    let mut b = name.bytes();
+    let ok = b.next().is_some_and(|c| c.is_ascii_alphabetic() || c == b'_') && b.all(|c| c.is_ascii_alphanumeric() || c == b'_');
+    if !ok {
+        return Err(CoreError::invalid("name", format!("`{name}` is not a variable name"), "use letters, digits and _ (not starting with a digit)"));
+    }
+    Ok(name.to_owned())
+}
+
+/// Reads a secret's value from where `value_from` points, never from the call itself.
+fn read_value(root: &Path, value_from: Option<&str>) -> Result<crate::secret::Secret> {
+    let hint = "pass value_from as \"env:NAME\" (a variable of the server's environment) or \"file:PATH\" (a file the server can read)";
+    let spec = value_from.map(str::trim).filter(|v| !v.is_empty()).ok_or_else(|| {
+        CoreError::invalid("value_from", "set needs where the value comes from (the value itself is never passed in a call)", hint)
+    })?;
+    let value = if let Some(var) = spec.strip_prefix("env:") {
+        match std::env::var(var) {
+            Ok(v) if !v.is_empty() => v,
+            _ => {
+                return Err(CoreError::invalid(
+                    "value_from",
+                    format!("the server's environment has no `{var}`"),
+                    format!("export {var} in the environment oc-deploy runs in (and restart it), or use file:PATH"),
+                ));
+            }
+        }
+    } else if let Some(path) = spec.strip_prefix("file:") {
+        let p = if Path::new(path).is_absolute() { PathBuf::from(path) } else { root.join(path) };
+        let text = std::fs::read_to_string(&p).map_err(|e| {
+            CoreError::invalid("value_from", format!("cannot read {}: {e}", p.display()), "give a readable file (relative paths start at the project root)")
+        })?;
+        let v = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_owned();
+        if v.is_empty() {
+            return Err(CoreError::invalid("value_from", format!("{} is empty", p.display()), "write the value into the file"));
+        }
+        v
+    } else {
+        return Err(CoreError::invalid("value_from", format!("`{spec}` is neither env:NAME nor file:PATH"), hint));
+    };
+    Ok(crate::secret::Secret::new(value))
+}
+
+/// `/oc-deploy env`: list, set or unset an environment's variables and secrets through the
+/// platform. A value comes from `value_from` and is redacted everywhere from then on.
+pub async fn env_vars(ctx: &Ctx, req: EnvRequest) -> Result<EnvOutcome> {
+    let cfg = ctx.config()?;
+    cfg.env(req.env)?;
+    let provider = provider::for_config(&cfg, &ctx.root, &ctx.runner, ctx.supervisor_exe.clone())?;
+    let mut out = EnvOutcome {
+        env: req.env,
+        platform: cfg.platform,
+        action: req.action,
+        vars: Vec::new(),
+        name: None,
+        detail: String::new(),
+        note: None,
+    };
+    match req.action {
+        EnvAction::List => {
+            let EnvListing { vars, note } = provider.env_list(req.env, &ctx.cancel).await?;
+            out.detail = format!("{} variable(s) in {}", vars.len(), req.env);
+            out.vars = vars;
+            out.note = note;
+        }
+        EnvAction::Set => {
+            let name = check_var_name(req.name.as_deref())?;
+            let value = read_value(&ctx.root, req.value_from.as_deref())?;
+            ctx.runner.redactor().add_secret(&value);
+            let o = provider.env_set(req.env, &name, &value, &ctx.cancel).await?;
+            out.detail = o.detail;
+            out.name = Some(name);
+        }
+        EnvAction::Unset => {
+            let name = check_var_name(req.name.as_deref())?;
+            let o = provider.env_unset(req.env, &name, &ctx.cancel).await?;
+            out.detail = o.detail;
+            out.name = Some(name);
+        }
+    }
+    out.detail = ctx.runner.redactor().redact(&out.detail);
+    Ok(out)
 }

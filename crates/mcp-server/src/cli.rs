@@ -77,7 +77,11 @@ pub fn ctx(root: &Path, yes: bool) -> Ctx {
             c2.cancel();
         }
     });
-    let mut ctx = Ctx::new(root, exe, Redactor::from_process_env()).with_progress(Arc::new(StderrProgress)).with_cancel(cancel);
+    let redactor = Redactor::from_process_env();
+    let mut ctx = Ctx::new(root, exe, redactor.clone())
+        .with_progress(Arc::new(StderrProgress))
+        .with_cancel(cancel)
+        .with_events(Arc::new(crate::pm::PmEvents::new(redactor)));
     ctx.auto_approve = yes;
     ctx.auto_approve_high_risk = yes;
     ctx

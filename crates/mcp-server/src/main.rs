@@ -7,6 +7,7 @@ mod confirm;
 mod contract;
 mod demo;
 mod http;
+mod pm;
 mod prompts;
 mod render;
 mod resources;
@@ -189,6 +190,27 @@ enum Command {
         #[arg(long, value_parser = parse_kind)]
         kind: Option<ReportKind>,
     },
+    /// List, set or unset an environment's variables and secrets on the platform.
+    Env {
+        #[command(flatten)]
+        common: Common,
+        /// list, set or unset.
+        #[arg(value_parser = parse_env_action)]
+        action: ops::EnvAction,
+        #[arg(long, default_value = "staging", value_parser = parse_env)]
+        env: Environment,
+        /// The variable's name (set, unset).
+        #[arg(long)]
+        name: Option<String>,
+        /// Where the value comes from: env:NAME or file:PATH (never the value itself).
+        #[arg(long)]
+        value_from: Option<String>,
+    },
+    /// Retry the deferred tracker writes in the checkpoint: "flushed N / failed M".
+    RetryPm {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Run the whole pipeline on a built-in sample app, including an automatic rollback.
     Demo {
         /// Keep the sample project and its releases running afterwards.
@@ -226,6 +248,10 @@ enum LocalCommand {
 
 fn parse_env(s: &str) -> Result<Environment, String> {
     s.parse::<Environment>().map_err(|e| e.to_string())
+}
+
+fn parse_env_action(s: &str) -> Result<ops::EnvAction, String> {
+    serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| format!("unknown action `{s}` (list, set, unset)"))
 }
 
 fn parse_platform(s: &str) -> Result<Platform, String> {
@@ -437,6 +463,20 @@ async fn run(cli: Cli) -> i32 {
                     Err(e) => return emit_error(&e, common.json, &redactor),
                 };
                 emit(ops::report(&ctx, id.as_ref(), kind), common.json, |o| o.markdown.clone(), |_| 0, &redactor)
+            })
+            .await
+        }
+        Command::Env { common, action, env, name, value_from } => {
+            with_root(&common, |root| async move {
+                let ctx = cli::ctx(&root, false);
+                let req = ops::EnvRequest { env, action, name, value_from };
+                emit(ops::env_vars(&ctx, req).await, common.json, render::env, |_| 0, &redactor)
+            })
+            .await
+        }
+        Command::RetryPm { common } => {
+            with_root(&common, |root| async move {
+                emit(pm::retry_pm(&root).await, common.json, render::retry_pm, |r| i32::from(r.failed > 0), &redactor)
             })
             .await
         }

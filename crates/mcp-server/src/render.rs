@@ -174,3 +174,25 @@ pub fn status(o: &StatusOutcome) -> String {
     }
     s.trim_end().to_owned()
 }
+
+pub fn env(o: &deploy_core::ops::EnvOutcome) -> String {
+    let mut s = format!("{} ({}): {}", o.env, o.platform.as_str(), o.detail);
+    for v in &o.vars {
+        s.push_str(&format!("\n  {}{}", v.name, if v.secret { " (secret)" } else { "" }));
+    }
+    if let Some(n) = &o.note {
+        s.push_str(&format!("\nnote: {n}"));
+    }
+    s
+}
+
+pub fn retry_pm(r: &pm_bridge::bridge::FlushReport) -> String {
+    let mut s = r.summary.clone();
+    if r.skipped_not_retriable > 0 {
+        s.push_str(&format!("\n{} not retriable (need a human: 401/403/404) stay in the checkpoint", r.skipped_not_retriable));
+    }
+    for a in r.remaining.iter().filter(|a| a.retriable) {
+        s.push_str(&format!("\n  still deferred: {} ({})", a.marker, a.error));
+    }
+    s
+}

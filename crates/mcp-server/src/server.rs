@@ -49,12 +49,12 @@ pub struct ServerOptions {
 /// The toolsets and their tools.
 pub const TOOLSETS: &[(&str, &[&str])] = &[
     ("pipeline", &["deploy_staging", "deploy_smoke", "deploy_prod", "deploy_health", "deploy_rollback"]),
-    ("setup", &["deploy_init", "deploy_audit"]),
-    ("records", &["deploy_status", "deploy_checkpoint", "deploy_report"]),
+    ("setup", &["deploy_init", "deploy_audit", "deploy_env"]),
+    ("records", &["deploy_status", "deploy_checkpoint", "deploy_report", "deploy_retry_pm"]),
 ];
 
 /// Tools that change an environment, a secret, a ticket or a project file.
-pub const MUTATING_TOOLS: &[&str] = &["deploy_staging", "deploy_prod", "deploy_rollback", "deploy_init"];
+pub const MUTATING_TOOLS: &[&str] = &["deploy_staging", "deploy_prod", "deploy_rollback", "deploy_init", "deploy_env", "deploy_retry_pm"];
 
 /// What every session of one server process shares: options, the redactor, the shutdown
 /// signal, the runs in flight, and the key that seals request state.
@@ -276,7 +276,9 @@ impl OcDeploy {
                 }
             });
         }
-        let mut ctx = Ctx::new(&root, opts.exe.clone(), self.redactor.clone()).with_cancel(cancel);
+        let mut ctx = Ctx::new(&root, opts.exe.clone(), self.redactor.clone())
+            .with_cancel(cancel)
+            .with_events(Arc::new(crate::pm::PmEvents::new(self.redactor.clone())));
         ctx.auto_approve = opts.auto_approve;
         let p = McpProgress::new(rc.peer.clone(), rc.meta.get_progress_token(), self.redactor.clone(), self.session.clone());
         let switch = Some(p.active.clone());

@@ -72,6 +72,19 @@ pub enum ActionKind {
     SetState,
     Close,
     Link,
+    /// A whole event whose deploy ticket could not be found or created at the time:
+    /// replayed by finding (or creating) the ticket, then applying the event.
+    Event,
+}
+
+/// An event applied to a deploy ticket (serialisable, so it can wait in the checkpoint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum TicketEvent {
+    StagingVerified,
+    Shipped,
+    RolledBack { reason: String, previous: String },
+    SmokeFailed { summary: String },
 }
 
 /// What one event did.
@@ -197,6 +210,35 @@ impl<T: Tracker> Bridge<T> {
             }
             Err(e) => out.deferred.push(deferred(create, payload, &e)),
         }
+        out
+    }
+
+    /// Finds (or creates) the deploy ticket of `facts`, then applies `event` to it. When the
+    /// ticket cannot be had, the whole event is deferred behind the ticket's creation.
+    pub async fn event(&self, facts: &DeployFacts, event: &TicketEvent) -> Outcome {
+        let mut out = self.deploy_ticket(facts).await;
+        let Some(ticket) = out.deploy_ticket.clone() else {
+            let marker = facts.created_marker();
+            let why = out.deferred.first().map(|d| d.error.clone()).unwrap_or_else(|| unconfigured().to_string());
+            let retriable = out.deferred.first().is_none_or(|d| d.retriable);
+            let e = if retriable {
+                TrackerError::Unreachable { tracker: "pm".into(), message: why }
+            } else {
+                TrackerError::Forbidden { tracker: "pm".into(), message: why }
+            };
+            let to = Target { marker: &marker, action: ActionKind::Event, ticket: None, deploy: &marker };
+            out.deferred.push(deferred(to, serde_json::json!({ "facts": facts, "event": event }), &e));
+            return out;
+        };
+        let more = match event {
+            TicketEvent::StagingVerified => self.staging_verified(&ticket, facts).await,
+            TicketEvent::Shipped => self.shipped(&ticket, facts).await,
+            TicketEvent::RolledBack { reason, previous } => self.rolled_back(&ticket, facts, reason, previous).await,
+            TicketEvent::SmokeFailed { summary } => self.smoke_failed(&ticket, facts, summary).await,
+        };
+        out.written.extend(more.written);
+        out.already.extend(more.already);
+        out.deferred.extend(more.deferred);
         out
     }
 
@@ -387,6 +429,21 @@ impl<T: Tracker> Bridge<T> {
                 t.set_state(&ticket, a.payload.get("state").and_then(|v| v.as_str()).unwrap_or_default()).await
             }
             ActionKind::Close => t.close(&self.target(t, a, a.ticket.as_deref()).await?).await,
+            ActionKind::Event => {
+                let bad = |e: serde_json::Error| TrackerError::Api {
+                    tracker: t.name().into(),
+                    status: 0,
+                    message: format!("unreadable deferred event: {e}"),
+                };
+                let facts: DeployFacts = serde_json::from_value(a.payload.get("facts").cloned().unwrap_or_default()).map_err(bad)?;
+                let event: TicketEvent = serde_json::from_value(a.payload.get("event").cloned().unwrap_or_default()).map_err(bad)?;
+                let out = self.event(&facts, &event).await;
+                match out.deferred.into_iter().next() {
+                    None => Ok(()),
+                    Some(d) if d.retriable => Err(TrackerError::Unreachable { tracker: t.name().into(), message: d.error }),
+                    Some(d) => Err(TrackerError::Forbidden { tracker: t.name().into(), message: d.error }),
+                }
+            }
             ActionKind::Link => {
                 let ticket = self.target(t, a, a.ticket.as_deref()).await?;
                 let linked = t.get_issue(a.payload.get("linked").and_then(|v| v.as_str()).unwrap_or_default()).await?;

@@ -150,6 +150,24 @@ pub struct ReportArgs {
     pub kind: Option<deploy_core::report::ReportKind>,
 }
 
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvArgs {
+    pub project_dir: Option<String>,
+    pub env: EnvArg,
+    pub action: deploy_core::ops::EnvAction,
+    /// Variable name (set, unset).
+    pub name: Option<String>,
+    /// `env:NAME` or `file:PATH`; the value itself is never passed.
+    pub value_from: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPmArgs {
+    pub project_dir: Option<String>,
+}
+
 pub fn run_id(s: Option<&str>) -> Result<Option<RunId>, CoreError> {
     s.map(|s| RunId::parse(s, "run_id")).transpose()
 }

@@ -1,4 +1,5 @@
-//! The records toolset: status, checkpoints and reports. All read-only.
+//! The records toolset: status, checkpoints and reports (read-only), and the flush of deferred
+//! tracker writes.
 
 use deploy_core::domain::Environment;
 use deploy_core::ops::{self, CheckpointOutcome, ReportOutcome, StatusOutcome};
@@ -8,7 +9,7 @@ use rmcp::model::CallToolResult;
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 
-use super::args::{CheckpointArgs, ReportArgs, StatusArgs, run_id};
+use super::args::{CheckpointArgs, ReportArgs, RetryPmArgs, StatusArgs, run_id};
 use crate::render;
 use crate::server::{OcDeploy, tool_error};
 
@@ -56,5 +57,16 @@ impl OcDeploy {
         };
         self.answer(&rc, a.project_dir.as_deref(), |ctx| async move { ops::report(&ctx, id.as_ref(), a.kind) }, |o| o.markdown.clone())
             .await
+    }
+
+    #[tool(
+        name = "deploy_retry_pm",
+        title = "Retry deferred PM writes",
+        description = "Retry the tracker writes deferred in the checkpoint (tracker down, rate limited): flushed N / failed M.",
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = true),
+        output_schema = schema_for_output::<pm_bridge::bridge::FlushReport>()
+    )]
+    async fn deploy_retry_pm(&self, Parameters(a): Parameters<RetryPmArgs>, rc: RequestContext<RoleServer>) -> CallToolResult {
+        self.answer(&rc, a.project_dir.as_deref(), |ctx| async move { crate::pm::retry_pm(&ctx.root).await }, render::retry_pm).await
     }
 }

@@ -1,14 +1,14 @@
 //! The setup toolset: project detection and config (init), and the audit gate.
 
 use deploy_core::gate::GateResult;
-use deploy_core::ops::{self, InitOutcome};
+use deploy_core::ops::{self, EnvOutcome, InitOutcome};
 use rmcp::handler::server::tool::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 
-use super::args::{AuditArgs, InitArgs};
+use super::args::{AuditArgs, EnvArgs, InitArgs};
 use crate::render;
 use crate::server::OcDeploy;
 
@@ -36,5 +36,17 @@ impl OcDeploy {
         // The gate is the same for every environment; `env` names the one about to be deployed.
         let _ = a.env;
         self.answer(&rc, a.project_dir.as_deref(), |ctx| async move { ops::audit(&ctx).await }, render::gate).await
+    }
+
+    #[tool(
+        name = "deploy_env",
+        title = "Environment variables and secrets",
+        description = "List (names only), set or unset an environment's variables and secrets on the platform. A value comes from value_from (env:NAME of the server, or file:PATH) and is never shown.",
+        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = true),
+        output_schema = schema_for_output::<EnvOutcome>()
+    )]
+    async fn deploy_env(&self, Parameters(a): Parameters<EnvArgs>, rc: RequestContext<RoleServer>) -> CallToolResult {
+        let req = ops::EnvRequest { env: a.env.into(), action: a.action, name: a.name, value_from: a.value_from };
+        self.answer(&rc, a.project_dir.as_deref(), |ctx| async move { ops::env_vars(&ctx, req).await }, render::env).await
     }
 }
