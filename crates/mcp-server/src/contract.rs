@@ -102,6 +102,6 @@ mod tests {
         let names: Vec<String> = server(false, &["records"]).tool_router.list_all().into_iter().map(|t| t.name.to_string()).collect();
         let mut names = names;
         names.sort();
-        assert_eq!(names, ["deploy_checkpoint", "deploy_report", "deploy_status"]);
+        assert_eq!(names, ["deploy_checkpoint", "deploy_report", "deploy_retry_pm", "deploy_status"]);
     }
 }

@@ -17,7 +17,7 @@ pub fn compact_input(schema: &Map<String, Value>) -> Map<String, Value> {
     let defs = schema.get("$defs").and_then(Value::as_object).cloned().unwrap_or_default();
     fn walk(v: &Value, defs: &Map<String, Value>) -> Value {
         let v = resolve(v, defs);
-        if let Some(e) = as_enum(v, defs) {
+        if let Some(e) = as_enum(v, defs).or_else(|| nullable_enum(v, defs)) {
             return e;
         }
         match v {
@@ -90,6 +90,28 @@ fn as_enum(v: &Value, defs: &Map<String, Value>) -> Option<Value> {
     Some(e)
 }
 
+/// `anyOf: [{enum: [..]}, {type: null}]` (an `Option` of an enum) → one `enum` that admits null.
+fn nullable_enum(v: &Value, defs: &Map<String, Value>) -> Option<Value> {
+    let alts = v.get("anyOf")?.as_array()?;
+    if alts.len() != 2 {
+        return None;
+    }
+    let is_null = |a: &Value| resolve(a, defs).get("type").and_then(Value::as_str) == Some("null");
+    let other = alts.iter().find(|a| !is_null(a))?;
+    alts.iter().find(|a| is_null(a))?;
+    let other = resolve(other, defs);
+    let mut values = match as_enum(other, defs) {
+        Some(e) => e.get("enum")?.as_array()?.clone(),
+        None => other.get("enum")?.as_array()?.clone(),
+    };
+    values.push(Value::Null);
+    let mut e = serde_json::json!({ "type": ["string", "null"], "enum": values });
+    if let Some(d) = v.get("description") {
+        e["description"] = d.clone();
+    }
+    Some(e)
+}
+
 /// An `Option<Struct>` below the root: typed by kind only.
 fn is_optional_object(v: &Value, defs: &Map<String, Value>) -> bool {
     v.get("anyOf").and_then(Value::as_array).is_some_and(|alts| alts.iter().any(|a| resolve(a, defs).get("properties").is_some()))
@@ -98,7 +120,7 @@ fn is_optional_object(v: &Value, defs: &Map<String, Value>) -> bool {
 fn compact(v: &Value, defs: &Map<String, Value>, depth: usize) -> Value {
     let v = resolve(v, defs);
     let Some(obj) = v.as_object() else { return v.clone() };
-    if let Some(e) = as_enum(v, defs) {
+    if let Some(e) = as_enum(v, defs).or_else(|| nullable_enum(v, defs)) {
         return compact(&e, defs, depth);
     }
     if depth > MAX_DEPTH || (depth >= 1 && is_optional_object(v, defs)) {
@@ -110,6 +132,11 @@ fn compact(v: &Value, defs: &Map<String, Value>, depth: usize) -> Value {
     let mut out = Map::new();
     for (k, x) in obj {
         if DROP.contains(&k.as_str()) || k == "$defs" {
+            continue;
+        }
+        // Below the root, which fields are always present and whether others may appear is
+        // detail an agent does not need; the root keeps its `required` list.
+        if depth >= 1 && (k == "required" || (k == "additionalProperties" && x == &Value::Bool(false))) {
             continue;
         }
         let x = match k.as_str() {
