@@ -14,6 +14,8 @@ use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 
+pub mod fake_pm;
+
 /// The oc-deploy binary built by `cargo build --workspace` (override with OC_DEPLOY_BIN).
 pub fn bin() -> PathBuf {
     if let Some(p) = std::env::var_os("OC_DEPLOY_BIN") {
@@ -109,6 +111,44 @@ impl Project {
     /// Runs the CLI in the project (no terminal on stdin).
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(bin()).args(args).arg("--project-dir").arg(&self.root).stdin(std::process::Stdio::null()).output().unwrap()
+    }
+
+    /// Runs the CLI with extra environment variables (no terminal on stdin).
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        Command::new(bin())
+            .args(args)
+            .arg("--project-dir")
+            .arg(&self.root)
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs the CLI with `--json` and extra environment variables, and parses stdout.
+    pub fn cli_json_env(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, serde_json::Value) {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.cli_env(&a, env);
+        let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("{args:?}: {e}\nstdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        });
+        (out.status.code().unwrap_or(-1), v)
+    }
+
+    /// An MCP client over stdio with extra environment variables for the server.
+    pub async fn mcp_env(&self, env: &[(&str, &str)]) -> Client {
+        let mut cmd = tokio::process::Command::new(bin());
+        cmd.arg("serve").arg("--project-dir").arg(&self.root).envs(env.iter().copied());
+        let transport = TokioChildProcess::new(cmd).unwrap();
+        let handler = Recorder::default();
+        let service = handler.clone().serve(transport).await.unwrap();
+        Client { service, recorder: handler }
+    }
+
+    /// The checkpoint as JSON.
+    pub fn checkpoint(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.root.join(".checkpoints/oc-deploy-ops.checkpoint.json")).unwrap()).unwrap()
     }
 
     /// Runs the CLI with `--json` and parses stdout.

@@ -18,6 +18,9 @@ use pm_bridge::notify::{self, Notifier, NotifySettings};
 use pm_bridge::tracker::{NewIssue, Ticket, Tracker, TrackerError};
 use serde::{Deserialize, Serialize};
 
+/// How many announced events the checkpoint remembers (to tell each one once).
+const NOTIFIED_KEPT: usize = 200;
+
 /// GitHub or Linear, whichever `pm.yaml` names.
 pub enum AnyTracker {
     GitHub(GitHub),
@@ -169,19 +172,14 @@ impl PmEvents {
                 (bridge.event(&bf, &TicketEvent::SmokeFailed { summary: redact(summary) }).await, "smoke-failed")
             }
             RunEvent::Shipped { .. } => (bridge.event(&bf, &TicketEvent::Shipped).await, "shipped"),
-            RunEvent::RolledBack { reason, to_version } => (
-                bridge.event(&bf, &TicketEvent::RolledBack { reason: redact(reason), previous: to_version.clone() }).await,
-                "rolled-back",
-            ),
+            RunEvent::RolledBack { reason, to_version } => {
+                (bridge.event(&bf, &TicketEvent::RolledBack { reason: redact(reason), previous: to_version.clone() }).await, "rolled-back")
+            }
         };
         let mut notes = Vec::new();
         if let Some(t) = &out.deploy_ticket {
             let created_now = out.written.iter().any(|m| m == &bf.created_marker().text());
-            notes.push(format!(
-                "deploy ticket {} {}",
-                t.id,
-                if created_now { "created" } else { "found (already there)" }
-            ));
+            notes.push(format!("deploy ticket {} {}", t.id, if created_now { "created" } else { "found (already there)" }));
             record_ticket(&store, t, facts, &bf, name);
         }
         if facts.env == "staging" {
@@ -208,6 +206,27 @@ impl PmEvents {
         let notifier = Notifier::from_env(&settings);
         if notifier.channels().is_empty() || !notifier.wants(kind) {
             return Vec::new();
+        }
+        // Each event of a deploy is told once: a re-run of the same step stays quiet.
+        let key = match event {
+            RunEvent::RolledBack { to_version, .. } => format!("{kind}:{}:{}:{to_version}", facts.env, facts.commit),
+            _ => format!("{kind}:{}:{}", facts.env, facts.commit),
+        };
+        let store = Store::new(root);
+        let mut first = false;
+        let _ = store.update(|s| {
+            let list = s.pm.extra.entry("notified".into()).or_insert_with(|| serde_json::json!([]));
+            if let Some(a) = list.as_array_mut() {
+                if !a.iter().any(|v| v.as_str() == Some(key.as_str())) {
+                    a.push(serde_json::Value::String(key.clone()));
+                    let excess = a.len().saturating_sub(NOTIFIED_KEPT);
+                    a.drain(..excess);
+                    first = true;
+                }
+            }
+        });
+        if !first {
+            return vec![format!("{kind} was already announced for {}; no new message", facts.version)];
         }
         let r = |s: &str| self.redactor.redact(s);
         let msg = notify::Message {
@@ -350,8 +369,12 @@ fn defer(store: &Store, out: &Outcome, why: Option<&str>) -> Vec<String> {
     }
     let mut added = 0;
     let res = store.update(|s| {
-        let mut known: Vec<_> =
-            s.pm_deferred_actions.iter().filter_map(|v| serde_json::from_value::<DeferredAction>(v.clone()).ok()).map(|a| action_key(&a)).collect();
+        let mut known: Vec<_> = s
+            .pm_deferred_actions
+            .iter()
+            .filter_map(|v| serde_json::from_value::<DeferredAction>(v.clone()).ok())
+            .map(|a| action_key(&a))
+            .collect();
         for a in &out.deferred {
             let key = action_key(a);
             if !known.contains(&key) {
