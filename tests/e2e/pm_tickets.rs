@@ -243,7 +243,7 @@ async fn sixty_linked_tickets_get_one_rollup_and_a_403_affects_only_its_ticket()
     let actions = p.checkpoint()["skill_state"]["pm_deferred_actions"].as_array().unwrap().clone();
     assert_eq!(actions.len(), 1, "{actions:#?}");
     assert_eq!(actions[0]["retriable"], false);
-    assert!(actions[0]["marker"].as_str().unwrap().contains(&format!("linked-shipped:")), "{actions:#?}");
+    assert!(actions[0]["marker"].as_str().unwrap().contains("linked-shipped:"), "{actions:#?}");
     // retry-pm leaves a not-retriable action alone (a human must fix the permission).
     let (code, r) = p.cli_json_env(&["retry-pm"], &refs(&e));
     assert_eq!(code, 0, "{r:#}");
@@ -323,4 +323,35 @@ async fn a_staging_ticket_open_more_than_seven_days_gets_the_stale_comment_once(
         assert_eq!(stale.len(), 1, "round {round}: {stale:?}");
         assert!(stale[0].contains("Stale deploy — close manually if abandoned"), "{stale:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn linear_gets_one_ticket_states_from_pm_yaml_and_relations_to_linked_issues() {
+    use oc_deploy_e2e::fake_pm::{FakeLinear, LINEAR_KEY};
+    let lin = FakeLinear::start().await;
+    let linked = lin.seed(2);
+    let p = Project::sample();
+    std::fs::write(
+        p.root.join("pm.yaml"),
+        PM_YAML.replace("tracker: github\ngithub: { repo: acme/shop }", "tracker: linear\nlinear: { team: ENG }"),
+    )
+    .unwrap();
+    p.git(&["add", "pm.yaml"]);
+    let sha = commit_with_trailers(&p, "feature: search", &format!("Refs: {}, {}", linked[0], linked[1].to_lowercase()));
+    let e = [("LINEAR_API_KEY", LINEAR_KEY), ("LINEAR_API_URL", lin.url.as_str()), ("DATABASE_PASSWORD", DB_PASSWORD)];
+    for _ in 0..2 {
+        let (code, st) = p.cli_json_env(&["staging"], &e);
+        assert_eq!(code, 0, "{st:#}");
+    }
+    let t = lin.issues_with(&format!("deploy-created:staging:{sha}"));
+    assert_eq!(t.len(), 1, "one ticket across a re-run");
+    let id = t[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(t[0]["state"], "st-verified", "the state named in pm.yaml, resolved to its id");
+    let c = lin.comments_on(&id);
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert!(c[0].contains(&format!("staging-verified:{}", t[0]["identifier"].as_str().unwrap())), "{c:?}");
+    let f = lin.state.lock().unwrap();
+    assert_eq!(f.bad_auth, 0, "the key goes raw, without Bearer");
+    let related: Vec<&str> = f.relations.iter().filter(|(a, _, _)| *a == id).map(|(_, b, _)| b.as_str()).collect();
+    assert_eq!(related.len(), 2, "linked issues (ENG-1 and eng-2 → ENG-2) related: {:?}", f.relations);
 }

@@ -301,3 +301,169 @@ async fn webhook(State(s): State<Chat>, body: String) -> Response {
     s.lock().unwrap().push(("webhook".into(), v));
     StatusCode::NO_CONTENT.into_response()
 }
+
+/// The key the fake Linear accepts: sent raw in `Authorization`, without `Bearer`.
+pub const LINEAR_KEY: &str = "lin_api_e2eFAKEkey0123456789abcdef";
+
+#[derive(Default)]
+pub struct LinearState {
+    /// {id, identifier, title, description, url, state}
+    pub issues: Vec<Value>,
+    /// (issue id, body)
+    pub comments: Vec<(String, String)>,
+    /// (issue id, related issue id, type)
+    pub relations: Vec<(String, String, String)>,
+    /// Requests with a wrong key or with `Bearer`.
+    pub bad_auth: u32,
+    pub operations: Vec<String>,
+}
+
+/// A stateful fake of the Linear GraphQL operations oc-deploy sends (team ENG, labels, workflow
+/// states named as in the e2e pm.yaml).
+#[derive(Clone, Default)]
+pub struct FakeLinear {
+    pub state: Arc<Mutex<LinearState>>,
+    pub url: String,
+}
+
+type Lin = Arc<Mutex<LinearState>>;
+
+const STATES: [(&str, &str); 5] = [
+    ("st-todo", "Todo"),
+    ("st-verified", "Staging verified"),
+    ("st-done", "Done"),
+    ("st-rolled", "Rolled back"),
+    ("st-blocked", "Blocked"),
+];
+
+impl FakeLinear {
+    pub async fn start() -> Self {
+        let state: Lin = Arc::default();
+        let app = Router::new().route("/graphql", post(linear)).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { state, url: format!("http://{addr}/graphql") }
+    }
+
+    /// Adds plain issues ENG-n; returns their identifiers.
+    pub fn seed(&self, n: usize) -> Vec<String> {
+        let mut f = self.state.lock().unwrap();
+        (0..n).map(|_| new_issue(&mut f, "a feature", "feature", "st-todo")).collect()
+    }
+
+    pub fn issues_with(&self, text: &str) -> Vec<Value> {
+        self.state.lock().unwrap().issues.iter().filter(|i| i["description"].as_str().unwrap_or_default().contains(text)).cloned().collect()
+    }
+
+    pub fn comments_on(&self, id: &str) -> Vec<String> {
+        self.state.lock().unwrap().comments.iter().filter(|(i, _)| i == id).map(|(_, b)| b.clone()).collect()
+    }
+}
+
+fn new_issue(f: &mut LinearState, title: &str, description: &str, state: &str) -> String {
+    let n = f.issues.len() + 1;
+    let identifier = format!("ENG-{n}");
+    f.issues.push(json!({ "id": format!("uuid-{n}"), "identifier": identifier, "title": title, "description": description, "url": format!("https://linear.example/acme/issue/{identifier}"), "state": state }));
+    identifier
+}
+
+fn node(i: &Value) -> Value {
+    let name = STATES.iter().find(|(id, _)| i["state"] == *id).map_or("Todo", |(_, n)| n);
+    json!({ "id": i["id"], "identifier": i["identifier"], "title": i["title"], "description": i["description"], "url": i["url"], "state": { "name": name } })
+}
+
+async fn linear(State(s): State<Lin>, headers: HeaderMap, axum::Json(body): axum::Json<Value>) -> Response {
+    let mut f = s.lock().unwrap();
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(LINEAR_KEY) {
+        f.bad_auth += 1;
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "errors": [{ "message": "Authentication required", "extensions": { "code": "AUTHENTICATION_ERROR" } }] })),
+        )
+            .into_response();
+    }
+    let op = body["operationName"].as_str().unwrap_or_default().to_owned();
+    f.operations.push(op.clone());
+    let v = &body["variables"];
+    let find = |f: &LinearState, id: &str| f.issues.iter().find(|i| i["id"] == id || i["identifier"] == id).cloned();
+    let data = match op.as_str() {
+        "OcDeployTeam" => json!({ "teams": { "nodes": [{ "id": "team-1", "key": "ENG", "name": "Engineering" }] } }),
+        "OcDeployFindByMarker" => {
+            let needle = v["filter"]["description"]["contains"].as_str().unwrap_or_default();
+            let nodes: Vec<Value> =
+                f.issues.iter().filter(|i| i["description"].as_str().unwrap_or_default().contains(needle)).map(node).collect();
+            json!({ "issues": { "nodes": nodes } })
+        }
+        "OcDeployLabels" => json!({ "issueLabels": { "nodes": [{ "id": "lbl-deploy", "name": "Deploy", "team": { "id": "team-1" } }] } }),
+        "OcDeployIssueCreate" => {
+            let input = &v["input"];
+            let id = new_issue(
+                &mut f,
+                input["title"].as_str().unwrap_or_default(),
+                input["description"].as_str().unwrap_or_default(),
+                "st-todo",
+            );
+            let issue = find(&f, &id).unwrap();
+            json!({ "issueCreate": { "success": true, "issue": node(&issue) } })
+        }
+        "OcDeployIssue" => match find(&f, v["id"].as_str().unwrap_or_default()) {
+            Some(i) => json!({ "issue": node(&i) }),
+            None => {
+                return axum::Json(
+                    json!({ "data": null, "errors": [{ "message": "Entity not found", "extensions": { "code": "INVALID_INPUT" } }] }),
+                )
+                .into_response();
+            }
+        },
+        "OcDeployComments" => {
+            let id = find(&f, v["id"].as_str().unwrap_or_default()).map(|i| i["id"].as_str().unwrap().to_owned()).unwrap_or_default();
+            let nodes: Vec<Value> = f.comments.iter().filter(|(i, _)| *i == id).map(|(_, b)| json!({ "body": b })).collect();
+            json!({ "issue": { "comments": { "nodes": nodes, "pageInfo": { "hasNextPage": false, "endCursor": null } } } })
+        }
+        "OcDeployCommentCreate" => {
+            let input = &v["input"];
+            let id =
+                find(&f, input["issueId"].as_str().unwrap_or_default()).map(|i| i["id"].as_str().unwrap().to_owned()).unwrap_or_default();
+            f.comments.push((id, input["body"].as_str().unwrap_or_default().to_owned()));
+            json!({ "commentCreate": { "success": true, "comment": { "id": "c" } } })
+        }
+        "OcDeployStates" => {
+            let nodes: Vec<Value> =
+                STATES.iter().enumerate().map(|(k, (id, n))| json!({ "id": id, "name": n, "type": "started", "position": k })).collect();
+            json!({ "workflowStates": { "nodes": nodes } })
+        }
+        "OcDeployIssueUpdate" => {
+            let id = v["id"].as_str().unwrap_or_default().to_owned();
+            let st = v["input"]["stateId"].clone();
+            if let Some(i) = f.issues.iter_mut().find(|i| i["id"] == id.as_str() || i["identifier"] == id.as_str()) {
+                i["state"] = st;
+            }
+            json!({ "issueUpdate": { "success": true, "issue": { "id": id, "state": { "name": "x" } } } })
+        }
+        "OcDeployRelations" => {
+            let id = find(&f, v["id"].as_str().unwrap_or_default()).map(|i| i["id"].as_str().unwrap().to_owned()).unwrap_or_default();
+            let nodes: Vec<Value> = f
+                .relations
+                .iter()
+                .filter(|(a, _, _)| *a == id)
+                .map(|(_, b, t)| json!({ "type": t, "relatedIssue": { "id": b, "identifier": find(&f, b).map(|i| i["identifier"].clone()).unwrap_or_default() } }))
+                .collect();
+            json!({ "issue": { "relations": { "nodes": nodes, "pageInfo": { "hasNextPage": false, "endCursor": null } } } })
+        }
+        "OcDeployRelationCreate" => {
+            let input = &v["input"];
+            let rel = (
+                input["issueId"].as_str().unwrap_or_default().to_owned(),
+                input["relatedIssueId"].as_str().unwrap_or_default().to_owned(),
+                input["type"].as_str().unwrap_or_default().to_owned(),
+            );
+            f.relations.push(rel);
+            json!({ "issueRelationCreate": { "success": true, "issueRelation": { "id": "r", "type": input["type"] } } })
+        }
+        other => {
+            return axum::Json(json!({ "errors": [{ "message": format!("unknown operation {other}") }] })).into_response();
+        }
+    };
+    axum::Json(json!({ "data": data })).into_response()
+}

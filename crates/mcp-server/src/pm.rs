@@ -23,8 +23,8 @@ const NOTIFIED_KEPT: usize = 200;
 
 /// GitHub or Linear, whichever `pm.yaml` names.
 pub enum AnyTracker {
-    GitHub(GitHub),
-    Linear(Linear),
+    GitHub(Box<GitHub>),
+    Linear(Box<Linear>),
 }
 
 macro_rules! each {
@@ -66,9 +66,12 @@ impl Tracker for AnyTracker {
     }
 }
 
+/// A bridge, and why it has no tracker (a missing token), if it has none.
+pub type ProjectBridge = (Bridge<AnyTracker>, Option<String>);
+
 /// The project's bridge: `Ok(None)` without `pm.yaml` (PM is off); a bridge without a tracker
 /// when the token is missing (every write is deferred, with the reason).
-pub fn bridge_for(root: &Path) -> Result<Option<(Bridge<AnyTracker>, Option<String>)>, String> {
+pub fn bridge_for(root: &Path) -> Result<Option<ProjectBridge>, String> {
     let cfg = match PmConfig::load(root) {
         Ok(Some(c)) => c,
         Ok(None) => return Ok(None),
@@ -77,11 +80,11 @@ pub fn bridge_for(root: &Path) -> Result<Option<(Bridge<AnyTracker>, Option<Stri
     let tracker = match cfg.tracker {
         TrackerKind::Github => {
             let repo = cfg.github.as_ref().map(|g| g.repo.clone()).unwrap_or_default();
-            GitHub::from_env(&repo).map(AnyTracker::GitHub)
+            GitHub::from_env(&repo).map(|g| AnyTracker::GitHub(Box::new(g)))
         }
         TrackerKind::Linear => {
             let team = cfg.linear.as_ref().map(|l| l.team.clone()).unwrap_or_default();
-            Linear::from_env(&team).map(AnyTracker::Linear)
+            Linear::from_env(&team).map(|l| AnyTracker::Linear(Box::new(l)))
         }
     };
     let (tracker, why) = match tracker {
@@ -216,13 +219,13 @@ impl PmEvents {
         let mut first = false;
         let _ = store.update(|s| {
             let list = s.pm.extra.entry("notified".into()).or_insert_with(|| serde_json::json!([]));
-            if let Some(a) = list.as_array_mut() {
-                if !a.iter().any(|v| v.as_str() == Some(key.as_str())) {
-                    a.push(serde_json::Value::String(key.clone()));
-                    let excess = a.len().saturating_sub(NOTIFIED_KEPT);
-                    a.drain(..excess);
-                    first = true;
-                }
+            if let Some(a) = list.as_array_mut()
+                && !a.iter().any(|v| v.as_str() == Some(key.as_str()))
+            {
+                a.push(serde_json::Value::String(key.clone()));
+                let excess = a.len().saturating_sub(NOTIFIED_KEPT);
+                a.drain(..excess);
+                first = true;
             }
         });
         if !first {

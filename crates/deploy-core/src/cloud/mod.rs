@@ -172,7 +172,7 @@ pub fn failure_hint(platform: Platform, message: &str) -> String {
 }
 
 /// The environment's config, or an error naming the field the platform needs.
-pub fn env_cfg<'a>(cfg: &'a Config, env: Environment) -> Result<&'a EnvConfig> {
+pub fn env_cfg(cfg: &Config, env: Environment) -> Result<&EnvConfig> {
     cfg.env(env)
 }
 
