@@ -2,6 +2,7 @@
 //! their freshness) and the project's own audit command. `gate::decide` turns what is gathered
 //! here into a verdict; the accepted checkpoint shapes are documented in `docs/checkpoints.md`.
 
+use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -343,67 +344,38 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Runs the project's audit command: `audit.command`, else an executable `bin/audit`.
-async fn run_audit_command(
-    root: &Path,
-    audit: &AuditConfig,
+/// What the gate shows for one audit command and its findings.
+type CommandResult = (SourceStatus, Vec<Finding>);
+
+fn command_status(source: &str, status: &str, counts: Counts, detail: String) -> SourceStatus {
+    SourceStatus { source: source.to_owned(), status: status.to_owned(), counts, age_seconds: None, detail }
+}
+
+/// Runs one audit command. A failure (non-zero exit, timeout, missing program) is a HIGH
+/// finding titled after `subject`, its fix the tail of the (redacted) output; only a
+/// cancellation is an error. `shown` is the command as the user knows it; exit codes in
+/// `also_ok` count as passing, with the reason given.
+async fn run_check(
+    cmd: Cmd,
+    source: String,
+    subject: &str,
+    shown: &str,
+    also_ok: &[(i32, &str)],
     runner: &Runner,
     cancel: &CancellationToken,
-) -> Result<(SourceStatus, Vec<Finding>)> {
-    let (cmd, source) = match &audit.command {
-        Some(argv) => {
-            let cmd = Cmd::from_argv(argv, root, "audit.command")?;
-            let source = cmd.program().to_owned();
-            (cmd, source)
-        }
-        None => {
-            let script = root.join(BIN_AUDIT);
-            let detail = if is_executable(&script) {
-                None
-            } else if script.exists() {
-                Some(format!("{BIN_AUDIT} exists but is not executable: run `chmod +x {BIN_AUDIT}` to use it"))
-            } else {
-                Some(format!("no audit command: set audit.command in .oc-deploy-ops.json or add an executable {BIN_AUDIT}"))
-            };
-            if let Some(detail) = detail {
-                let status = SourceStatus {
-                    source: BIN_AUDIT.into(),
-                    status: "not_configured".into(),
-                    counts: Counts::default(),
-                    age_seconds: None,
-                    detail,
-                };
-                return Ok((status, Vec::new()));
-            }
-            (Cmd::new(script.to_string_lossy(), root), BIN_AUDIT.to_owned())
-        }
-    };
-    let seconds = audit.timeout_seconds.unwrap_or(DEFAULT_AUDIT_TIMEOUT_SECONDS);
-    let cmd = cmd.timeout(Duration::from_secs(seconds));
-    let shown = cmd.display();
-
+) -> Result<CommandResult> {
     let failed = |detail: String, title: String, fix: Option<String>| {
         let finding = Finding { source: source.clone(), severity: Severity::High, title, fix };
-        let status = SourceStatus {
-            source: source.clone(),
-            status: "failed".into(),
-            counts: Counts { high: 1, ..Counts::default() },
-            age_seconds: None,
-            detail,
-        };
-        (status, vec![finding])
+        (command_status(&source, "failed", Counts { high: 1, ..Counts::default() }, detail), vec![finding])
     };
-
     match runner.run(&cmd, cancel).await {
         Ok(out) if out.success() => {
-            let status = SourceStatus {
-                source,
-                status: "passed".into(),
-                counts: Counts::default(),
-                age_seconds: None,
-                detail: format!("`{shown}` exited 0 in {:.1} s", out.duration.as_secs_f64()),
-            };
-            Ok((status, Vec::new()))
+            let detail = format!("`{shown}` exited 0 in {:.1} s", out.duration.as_secs_f64());
+            Ok((command_status(&source, "passed", Counts::default(), detail), Vec::new()))
+        }
+        Ok(out) if let Some((code, why)) = also_ok.iter().find(|(c, _)| out.code == Some(*c)) => {
+            let detail = format!("`{shown}` exited {code} ({why}) in {:.1} s", out.duration.as_secs_f64());
+            Ok((command_status(&source, "passed", Counts::default(), detail), Vec::new()))
         }
         Ok(out) => {
             let exit = match out.code {
@@ -412,24 +384,300 @@ async fn run_audit_command(
             };
             let tail = out.tail(FAILURE_TAIL_LINES);
             let fix = (!tail.trim().is_empty()).then_some(tail);
-            Ok(failed(format!("`{shown}` failed ({exit})"), format!("audit command failed ({exit})"), fix))
+            Ok(failed(format!("`{shown}` failed ({exit})"), format!("{subject} failed ({exit})"), fix))
         }
         Err(CoreError::Cancelled) => Err(CoreError::Cancelled),
         Err(CoreError::Timeout { seconds, .. }) => Ok(failed(
             format!("`{shown}` timed out after {seconds} s"),
-            format!("audit command timed out after {seconds} s"),
+            format!("{subject} timed out after {seconds} s"),
             Some("make the audit faster or raise audit.timeout_seconds in .oc-deploy-ops.json".into()),
         )),
         Err(CoreError::ProgramMissing { program, hint }) => Ok(failed(
             format!("`{shown}` could not start: {program} was not found; {hint}"),
-            format!("audit command could not start: {program} not found"),
+            format!("{subject} could not start: {program} not found"),
             Some(hint),
         )),
         Err(e) => {
             let hint = e.hint();
-            Ok(failed(format!("`{shown}` could not run: {e}"), format!("audit command could not run: {e}"), Some(hint)))
+            Ok(failed(format!("`{shown}` could not run: {e}"), format!("{subject} could not run: {e}"), Some(hint)))
         }
     }
+}
+
+/// The source name of `audit.command: []`.
+pub const AUDIT_COMMAND_FIELD: &str = "audit.command";
+
+/// Runs the project's audits: `audit.command` when set (`[]` turns them all off), else an
+/// executable `bin/audit`, else the commands derived from the project's files
+/// ([`derived_audit_commands`]).
+async fn project_audits(
+    root: &Path,
+    audit: &AuditConfig,
+    runner: &Runner,
+    cancel: &CancellationToken,
+    tools: &ToolSearch,
+) -> Result<(Vec<SourceStatus>, Vec<Finding>)> {
+    let timeout = Duration::from_secs(audit.timeout_seconds.unwrap_or(DEFAULT_AUDIT_TIMEOUT_SECONDS));
+    let one = |(status, findings): CommandResult| (vec![status], findings);
+    match &audit.command {
+        Some(argv) if argv.is_empty() => {
+            let detail = format!(
+                "{AUDIT_COMMAND_FIELD} is []: the project's audit commands are turned off ({BIN_AUDIT} and the commands derived \
+                 from the project's files do not run)"
+            );
+            return Ok((vec![command_status(AUDIT_COMMAND_FIELD, "disabled", Counts::default(), detail)], Vec::new()));
+        }
+        Some(argv) => {
+            let cmd = Cmd::from_argv(argv, root, AUDIT_COMMAND_FIELD)?.timeout(timeout);
+            let (source, shown) = (cmd.program().to_owned(), cmd.display());
+            return run_check(cmd, source, "audit command", &shown, &[], runner, cancel).await.map(one);
+        }
+        None => {}
+    }
+
+    let script = root.join(BIN_AUDIT);
+    if is_executable(&script) {
+        let cmd = Cmd::new(script.to_string_lossy(), root).timeout(timeout);
+        let shown = cmd.display();
+        return run_check(cmd, BIN_AUDIT.to_owned(), "audit command", &shown, &[], runner, cancel).await.map(one);
+    }
+    let mut sources = Vec::new();
+    let mut findings = Vec::new();
+    if script.exists() {
+        let detail = format!("{BIN_AUDIT} exists but is not executable: run `chmod +x {BIN_AUDIT}` to use it");
+        sources.push(command_status(BIN_AUDIT, "not_configured", Counts::default(), detail));
+    }
+    let plan = plan_derived(root, tools);
+    if plan.is_empty() && sources.is_empty() {
+        let detail = format!(
+            "no audit command: set audit.command in .oc-deploy-ops.json or add an executable {BIN_AUDIT} (no go.mod, Cargo.toml, \
+             Gemfile, Python project file or package.json to derive the audit commands from)"
+        );
+        sources.push(command_status(BIN_AUDIT, "not_configured", Counts::default(), detail));
+    }
+    let mut reported_missing: Vec<String> = Vec::new();
+    for check in plan {
+        if cancel.is_cancelled() {
+            return Err(CoreError::Cancelled);
+        }
+        match check.state {
+            DerivedState::Ready(program) => {
+                let cmd = Cmd::new(program.to_string_lossy(), root).args(&check.args).timeout(timeout);
+                let subject = format!("`{}`", check.shown);
+                let (status, found) = run_check(cmd, check.shown.clone(), &subject, &check.shown, check.also_ok, runner, cancel).await?;
+                sources.push(status);
+                findings.extend(found);
+            }
+            DerivedState::NotInstalled { tool, hint } => {
+                let detail = format!("`{}` not run: {tool} is not installed; {hint}", check.shown);
+                // One finding per missing tool, however many commands need it.
+                if reported_missing.contains(&tool) {
+                    sources.push(command_status(&check.shown, "not_installed", Counts::default(), detail));
+                    continue;
+                }
+                sources.push(command_status(&check.shown, "not_installed", Counts { low: 1, ..Counts::default() }, detail));
+                findings.push(Finding {
+                    source: check.shown.clone(),
+                    severity: Severity::Low,
+                    title: format!("not installed: {tool} ({hint})"),
+                    fix: Some(hint),
+                });
+                reported_missing.push(tool);
+            }
+            DerivedState::Skipped(why) => {
+                sources.push(command_status(&check.shown, "skipped", Counts::default(), format!("`{}` not run: {why}", check.shown)));
+            }
+        }
+    }
+    Ok((sources, findings))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit commands derived from the project's files (the skill's provider sections)
+
+/// Where the derived audit commands look for their programs: the project's own tool
+/// directories first (a virtualenv's `bin`), then `PATH`, then where `cargo install` and
+/// `go install` put programs (`~/.cargo/bin`, `~/go/bin`), which are often not on `PATH`.
+#[derive(Debug, Clone, Default)]
+struct ToolSearch {
+    path: Option<OsString>,
+    home: Option<PathBuf>,
+}
+
+impl ToolSearch {
+    fn from_process() -> Self {
+        Self { path: std::env::var_os("PATH"), home: std::env::var_os(crate::pack::HOME).filter(|h| !h.is_empty()).map(PathBuf::from) }
+    }
+
+    fn find(&self, program: &str, local_dirs: &[PathBuf]) -> Option<PathBuf> {
+        let on_path = self.path.iter().flat_map(std::env::split_paths).filter(|d| !d.as_os_str().is_empty());
+        let installed = self.home.iter().flat_map(|h| [h.join(".cargo").join("bin"), h.join("go").join("bin")]);
+        local_dirs.iter().cloned().chain(on_path).chain(installed).map(|d| d.join(program)).find(|p| is_executable(p))
+    }
+}
+
+/// Whether a derived audit command can run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DerivedState {
+    /// Ready, with its program found here.
+    Ready(PathBuf),
+    /// A tool it needs is not installed: a LOW finding with the install hint, not a failure.
+    NotInstalled { tool: String, hint: String },
+    /// It does not apply to this project, for this reason.
+    Skipped(String),
+}
+
+/// One audit command derived from the project's files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DerivedAudit {
+    /// The command as the skill writes it (`go vet ./...`); also its source in the gate.
+    pub shown: String,
+    /// The arguments after the program.
+    pub args: Vec<String>,
+    pub state: DerivedState,
+    /// Exit codes that mean "nothing to check" rather than a failure.
+    also_ok: &'static [(i32, &'static str)],
+}
+
+/// pytest's exit code when it collected no tests.
+const PYTEST_NO_TESTS: &[(i32, &str)] = &[(5, "no tests collected")];
+
+/// The audit commands the skill's provider sections give for this project, by the files at its
+/// root: `go.mod` → `go vet ./...`, `go test ./...`, `govulncheck ./...`; `Cargo.toml` →
+/// `cargo clippy -- -D warnings`, `cargo test`, `cargo audit`; `Gemfile` → `bundle exec
+/// brakeman` (Rails) and `bundle exec rspec` (when the bundle has rspec); a Python project →
+/// `pytest`, and `python manage.py check --deploy` for Django; `package.json` → `npm audit
+/// --audit-level=high`. Every ecosystem present contributes (a Rails app with a package.json
+/// gets both). Nothing here starts a program.
+pub fn derived_audit_commands(root: &Path) -> Vec<DerivedAudit> {
+    plan_derived(root, &ToolSearch::from_process())
+}
+
+/// Install hints for the tools the derived commands need.
+const GO_HINT: &str = "install Go: https://go.dev/doc/install";
+const GOVULNCHECK_HINT: &str = "go install golang.org/x/vuln/cmd/govulncheck@latest";
+const CARGO_HINT: &str = "install Rust with rustup: https://rustup.rs";
+const CLIPPY_HINT: &str = "rustup component add clippy";
+const CARGO_AUDIT_HINT: &str = "cargo install cargo-audit --locked";
+const BUNDLE_HINT: &str = "gem install bundler";
+const BRAKEMAN_HINT: &str = "add `gem \"brakeman\", require: false, group: :development` to the Gemfile, then run `bundle install`";
+const PYTEST_HINT: &str = "pip install pytest (in the project's virtualenv)";
+const PYTHON_HINT: &str = "install Python 3: https://www.python.org/downloads/";
+const NPM_HINT: &str = "install Node.js 20+ (npm comes with it): https://nodejs.org";
+
+/// Files that make a directory a Python project.
+const PYTHON_MARKERS: &[&str] = &["manage.py", "pyproject.toml", "requirements.txt", "setup.py", "Pipfile"];
+
+/// A tool a derived command needs: its name, where it was found, how to install it.
+type Need<'a> = (&'a str, Option<PathBuf>, &'a str);
+
+/// A derived command: ready when every tool it needs is found (it runs the first), else not
+/// installed, naming the first missing tool.
+fn derived(shown: &str, args: &[&str], needs: &[Need<'_>], also_ok: &'static [(i32, &'static str)]) -> DerivedAudit {
+    let state = match needs.iter().find(|(_, found, _)| found.is_none()) {
+        Some((tool, _, hint)) => DerivedState::NotInstalled { tool: (*tool).to_owned(), hint: (*hint).to_owned() },
+        None => DerivedState::Ready(needs[0].1.clone().unwrap_or_default()),
+    };
+    DerivedAudit { shown: shown.to_owned(), args: args.iter().map(|a| (*a).to_owned()).collect(), state, also_ok }
+}
+
+fn skipped(shown: &str, args: &[&str], why: String) -> DerivedAudit {
+    DerivedAudit {
+        shown: shown.to_owned(),
+        args: args.iter().map(|a| (*a).to_owned()).collect(),
+        state: DerivedState::Skipped(why),
+        also_ok: &[],
+    }
+}
+
+fn plan_derived(root: &Path, tools: &ToolSearch) -> Vec<DerivedAudit> {
+    let has = |f: &str| root.join(f).is_file();
+    let mut plan = Vec::new();
+    if has("go.mod") {
+        let go = tools.find("go", &[]);
+        plan.push(derived("go vet ./...", &["vet", "./..."], &[("go", go.clone(), GO_HINT)], &[]));
+        plan.push(derived("go test ./...", &["test", "./..."], &[("go", go, GO_HINT)], &[]));
+        plan.push(derived("govulncheck ./...", &["./..."], &[("govulncheck", tools.find("govulncheck", &[]), GOVULNCHECK_HINT)], &[]));
+    }
+
+    if has("Cargo.toml") {
+        let cargo = tools.find("cargo", &[]);
+        // cargo finds its subcommands on PATH and beside itself.
+        let beside: Vec<PathBuf> = cargo.iter().filter_map(|c| c.parent().map(Path::to_path_buf)).collect();
+        let sub = |name: &str| tools.find(name, &beside);
+        let cargo_need = ("cargo", cargo.clone(), CARGO_HINT);
+        plan.push(derived(
+            "cargo clippy -- -D warnings",
+            &["clippy", "--", "-D", "warnings"],
+            &[cargo_need.clone(), ("cargo-clippy", sub("cargo-clippy"), CLIPPY_HINT)],
+            &[],
+        ));
+        plan.push(derived("cargo test", &["test"], std::slice::from_ref(&cargo_need), &[]));
+        plan.push(derived("cargo audit", &["audit"], &[cargo_need, ("cargo-audit", sub("cargo-audit"), CARGO_AUDIT_HINT)], &[]));
+    }
+
+    if has("Gemfile") {
+        let gems = [root.join("Gemfile"), root.join("Gemfile.lock")]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let bundle = tools.find("bundle", &[root.join("bin")]);
+        if has_gem(&gems, "rails", false) {
+            // brakeman runs through bundle, so "found" only means the bundle has it.
+            let brakeman = has_gem(&gems, "brakeman", false).then(PathBuf::new);
+            plan.push(derived(
+                "bundle exec brakeman",
+                &["exec", "brakeman"],
+                &[("bundle", bundle.clone(), BUNDLE_HINT), ("brakeman", brakeman, BRAKEMAN_HINT)],
+                &[],
+            ));
+        }
+        if has_gem(&gems, "rspec", true) {
+            plan.push(derived("bundle exec rspec", &["exec", "rspec"], &[("bundle", bundle, BUNDLE_HINT)], &[]));
+        } else {
+            plan.push(skipped("bundle exec rspec", &["exec", "rspec"], "the bundle has no rspec (the Gemfile names no rspec gem)".into()));
+        }
+    }
+
+    if PYTHON_MARKERS.iter().any(|f| has(f)) {
+        let venvs = [root.join(".venv").join("bin"), root.join("venv").join("bin")];
+        plan.push(derived("pytest", &[], &[("pytest", tools.find("pytest", &venvs), PYTEST_HINT)], PYTEST_NO_TESTS));
+        if has("manage.py") {
+            let python = tools.find("python", &venvs).or_else(|| tools.find("python3", &venvs));
+            plan.push(derived(
+                "python manage.py check --deploy",
+                &["manage.py", "check", "--deploy"],
+                &[("python", python, PYTHON_HINT)],
+                &[],
+            ));
+        }
+    }
+
+    if has("package.json") {
+        let shown = "npm audit --audit-level=high";
+        if has("package-lock.json") || has("npm-shrinkwrap.json") {
+            plan.push(derived(shown, &["audit", "--audit-level=high"], &[("npm", tools.find("npm", &[]), NPM_HINT)], &[]));
+        } else {
+            let why = match ["yarn.lock", "pnpm-lock.yaml", "bun.lockb"].into_iter().find(|f| has(f)) {
+                Some(lock) => {
+                    format!("the project locks its packages with {lock}, not npm: set audit.command to its package manager's audit")
+                }
+                None => "npm audit needs a package-lock.json: run `npm install` and commit the lockfile".into(),
+            };
+            plan.push(skipped(shown, &["audit", "--audit-level=high"], why));
+        }
+    }
+    plan
+}
+
+/// Whether a Gemfile or Gemfile.lock names a gem (`gem "brakeman"`, `    brakeman (6.1.0)`);
+/// with `family`, also its relatives (`rspec-rails`, `rspec-core` for `rspec`).
+fn has_gem(text: &str, name: &str, family: bool) -> bool {
+    text.lines().filter(|l| !l.trim_start().starts_with('#')).any(|line| {
+        line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .any(|word| word == name || (family && word.strip_prefix(name).is_some_and(|rest| rest.starts_with('-'))))
+    })
 }
 
 /// Gathers every audit the project has and applies the gate table.
@@ -444,16 +692,27 @@ pub async fn evaluate_gate(
     now: DateTime<Utc>,
     cancel: &CancellationToken,
 ) -> Result<GateResult> {
+    evaluate_gate_with(root, audit, runner, now, cancel, &ToolSearch::from_process()).await
+}
+
+async fn evaluate_gate_with(
+    root: &Path,
+    audit: &AuditConfig,
+    runner: &Runner,
+    now: DateTime<Utc>,
+    cancel: &CancellationToken,
+    tools: &ToolSearch,
+) -> Result<GateResult> {
     let code = read_checkpoint_source(root, CODE_AUDITOR, CODE_AUDIT_FRESH_SECONDS, now);
     let security = read_checkpoint_source(root, SECURITY_AUDITOR, SECURITY_AUDIT_FRESH_SECONDS, now);
     if cancel.is_cancelled() {
         return Err(CoreError::Cancelled);
     }
-    let (command_status, command_findings) = run_audit_command(root, audit, runner, cancel).await?;
+    let (command_sources, command_findings) = project_audits(root, audit, runner, cancel, tools).await?;
 
     let no_audit = !(code.fresh || security.fresh);
     let mut counts = Counts::default();
-    for s in [&code.status, &security.status, &command_status] {
+    for s in [&code.status, &security.status].into_iter().chain(&command_sources) {
         counts.add(s.counts);
     }
     let (decision, needs_confirmation, mut reasons) = gate::decide(&GateInput { counts, no_audit });
@@ -461,7 +720,7 @@ pub async fn evaluate_gate(
     let checkpoints = [&code, &security];
     if decision != Decision::Proceed {
         // Name where the blocking or warning findings are.
-        for s in checkpoints.iter().map(|c| &c.status).chain(std::iter::once(&command_status)) {
+        for s in checkpoints.iter().map(|c| &c.status).chain(&command_sources) {
             if s.counts.critical + s.counts.high == 0 {
                 continue;
             }
@@ -483,21 +742,23 @@ pub async fn evaluate_gate(
             reasons.push(format!("note: {} is {}: {}", c.status.source, c.status.status, c.status.detail));
         }
     }
-    if command_status.status == "failed" {
-        reasons.push(format!("{}: {}", command_status.source, command_status.detail));
+    for s in command_sources.iter().filter(|s| s.status == "failed") {
+        reasons.push(format!("{}: {}", s.source, s.detail));
     }
 
     let mut findings: Vec<Finding> = code.findings.into_iter().chain(security.findings).chain(command_findings).collect();
     // Most severe first; the sort is stable, so each source keeps its own order.
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
 
+    let mut sources = vec![code.status, security.status];
+    sources.extend(command_sources);
     Ok(GateResult {
         decision,
         counts,
         needs_confirmation,
         reasons,
         findings,
-        sources: vec![code.status, security.status, command_status],
+        sources,
         skipped: false,
         checked_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
     })
@@ -866,5 +1127,277 @@ mod tests {
         assert_eq!(human_age(12 * 60), "12 min");
         assert_eq!(human_age(3 * 3600), "3 h");
         assert_eq!(human_age(3 * 86_400), "3 d");
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Audit commands derived from the project's files, run against fake tools. Each test has its
+    // own tool directory given to the gate (no PATH is changed), and the fakes log what they got.
+
+    struct Fakes {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fakes {
+        fn new() -> Self {
+            let f = Self { dir: tempfile::tempdir().unwrap() };
+            std::fs::create_dir_all(f.bin()).unwrap();
+            f
+        }
+
+        fn bin(&self) -> PathBuf {
+            self.dir.path().join("bin")
+        }
+
+        fn log(&self) -> PathBuf {
+            self.dir.path().join("calls.log")
+        }
+
+        /// A fake program at `path` that logs `name|cwd|args` and then runs `body`.
+        fn script_at(&self, path: &Path, body: &str) {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let name = path.file_name().unwrap().to_str().unwrap();
+            let log = self.log();
+            std::fs::write(path, format!("#!/bin/sh\nprintf '%s|%s|%s\\n' '{name}' \"$(pwd)\" \"$*\" >> '{}'\n{body}\n", log.display()))
+                .unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+
+        fn tool(&self, name: &str, body: &str) {
+            self.script_at(&self.bin().join(name), body);
+        }
+
+        fn search(&self) -> ToolSearch {
+            ToolSearch { path: Some(self.bin().into_os_string()), home: None }
+        }
+
+        /// What the fakes were called with, as `name args` (the cwd checked to be `root`).
+        fn calls(&self, root: &Path) -> Vec<String> {
+            let text = std::fs::read_to_string(self.log()).unwrap_or_default();
+            let root = root.canonicalize().unwrap();
+            text.lines()
+                .map(|l| {
+                    let mut parts = l.splitn(3, '|');
+                    let (name, cwd, args) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+                    assert_eq!(Path::new(cwd).canonicalize().unwrap(), root, "{l}");
+                    format!("{name} {args}").trim_end().to_owned()
+                })
+                .collect()
+        }
+    }
+
+    /// A project with these files and a fresh, clean code-auditor checkpoint, so the decision
+    /// comes from the audit commands alone.
+    fn audited_project(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        write_checkpoint(dir.path(), CODE_AUDITOR, &json!({"updated_at": ago(10), "counts": {"high": 0}}));
+        for (name, body) in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+        }
+        dir
+    }
+
+    async fn gate_on(root: &Path, audit: &AuditConfig, tools: &ToolSearch) -> GateResult {
+        evaluate_gate_with(root, audit, &Runner::default(), now(), &CancellationToken::new(), tools).await.unwrap()
+    }
+
+    fn finding<'a>(g: &'a GateResult, source: &str) -> &'a Finding {
+        g.findings.iter().find(|f| f.source == source).unwrap_or_else(|| panic!("no finding from {source} in {:#?}", g.findings))
+    }
+
+    const GO_VET_FAILS: &str = "if [ \"$1\" = vet ]; then\n  echo '# shop' >&2\n  echo './main.go:9:2: fmt.Printf format %d has arg name of wrong type string' >&2\n  exit 1\nfi\necho 'ok  \tshop\t0.01s'";
+
+    #[tokio::test]
+    async fn go_audit_a_failing_vet_is_a_high_finding_and_a_missing_govulncheck_a_low_one() {
+        let project = audited_project(&[("go.mod", "module shop\n\ngo 1.22\n")]);
+        let root = project.path();
+        let fakes = Fakes::new();
+        fakes.tool("go", GO_VET_FAILS);
+        let g = gate_on(root, &AuditConfig::default(), &fakes.search()).await;
+
+        assert_eq!(fakes.calls(root), ["go vet ./...", "go test ./..."]);
+        let vet = source(&g, "go vet ./...");
+        assert_eq!((vet.status.as_str(), vet.counts, vet.detail.as_str()), ("failed", c(0, 1, 0, 0), "`go vet ./...` failed (exit 1)"));
+        let f = finding(&g, "go vet ./...");
+        assert_eq!((f.severity, f.title.as_str()), (Severity::High, "`go vet ./...` failed (exit 1)"));
+        assert_eq!(f.fix.as_deref(), Some("# shop\n./main.go:9:2: fmt.Printf format %d has arg name of wrong type string"));
+        assert_eq!(source(&g, "go test ./...").status, "passed");
+
+        let vuln = source(&g, "govulncheck ./...");
+        assert_eq!((vuln.status.as_str(), vuln.counts), ("not_installed", c(0, 0, 0, 1)));
+        let f = finding(&g, "govulncheck ./...");
+        assert_eq!(f.severity, Severity::Low);
+        assert_eq!(f.title, "not installed: govulncheck (go install golang.org/x/vuln/cmd/govulncheck@latest)");
+        assert_eq!(f.fix.as_deref(), Some(GOVULNCHECK_HINT));
+
+        // One HIGH: warn, and a human must confirm; the reasons name the command.
+        assert_eq!((g.decision, g.needs_confirmation, g.counts), (Decision::Warn, true, c(0, 1, 0, 1)));
+        assert!(g.reasons.iter().any(|r| r == "go vet ./...: `go vet ./...` failed (exit 1)"), "{:?}", g.reasons);
+        assert!(!g.sources.iter().any(|s| s.source == BIN_AUDIT), "derived commands replace the bin/audit note");
+
+        // Installed, govulncheck runs in the project too; with vet fixed, the gate proceeds.
+        std::fs::remove_file(fakes.log()).unwrap();
+        fakes.tool("go", "exit 0");
+        fakes.tool("govulncheck", "echo 'No vulnerabilities found.'");
+        let g = gate_on(root, &AuditConfig::default(), &fakes.search()).await;
+        assert_eq!(fakes.calls(root), ["go vet ./...", "go test ./...", "govulncheck ./..."]);
+        assert!(g.findings.is_empty(), "{:?}", g.findings);
+        assert_eq!(g.decision, Decision::Proceed, "{:?}", g.reasons);
+    }
+
+    #[tokio::test]
+    async fn bin_audit_wins_over_derived_commands_and_an_empty_command_turns_them_off() {
+        let project = audited_project(&[("go.mod", "module shop\n")]);
+        let root = project.path();
+        let fakes = Fakes::new();
+        fakes.tool("go", GO_VET_FAILS);
+        fakes.script_at(&root.join(BIN_AUDIT), "exit 0");
+        let g = gate_on(root, &AuditConfig::default(), &fakes.search()).await;
+        assert_eq!(fakes.calls(root), ["audit"], "only bin/audit ran");
+        assert_eq!(source(&g, BIN_AUDIT).status, "passed");
+        assert_eq!(g.sources.len(), 3, "{:?}", g.sources);
+        assert_eq!(g.decision, Decision::Proceed);
+
+        // A configured command wins as well.
+        std::fs::remove_file(fakes.log()).unwrap();
+        let audit =
+            AuditConfig { command: Some(vec![fakes.bin().join("go").display().to_string(), "version".into()]), timeout_seconds: None };
+        gate_on(root, &audit, &fakes.search()).await;
+        assert_eq!(fakes.calls(root), ["go version"]);
+
+        // `audit.command: []` runs nothing at all.
+        std::fs::remove_file(fakes.log()).unwrap();
+        let audit = AuditConfig { command: Some(Vec::new()), timeout_seconds: None };
+        let g = gate_on(root, &audit, &fakes.search()).await;
+        assert!(fakes.calls(root).is_empty());
+        let s = source(&g, AUDIT_COMMAND_FIELD);
+        assert_eq!(s.status, "disabled");
+        assert!(s.detail.starts_with("audit.command is []: the project's audit commands are turned off"), "{}", s.detail);
+        assert_eq!(g.decision, Decision::Proceed);
+
+        // A bin/audit that is not executable is reported, and the derived commands run.
+        std::fs::set_permissions(root.join(BIN_AUDIT), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let g = gate_on(root, &AuditConfig::default(), &fakes.search()).await;
+        assert!(source(&g, BIN_AUDIT).detail.contains("chmod +x bin/audit"));
+        assert_eq!(source(&g, "go vet ./...").status, "failed");
+    }
+
+    #[tokio::test]
+    async fn rust_audit_commands() {
+        let project = audited_project(&[("Cargo.toml", "[package]\nname = \"shop\"\n")]);
+        let root = project.path();
+        let fakes = Fakes::new();
+        fakes.tool("cargo", "[ \"$1\" = clippy ] && { echo 'error: unused variable: `x`' >&2; exit 101; }; exit 0");
+        fakes.tool("cargo-clippy", "exit 0");
+        let g = gate_on(root, &AuditConfig::default(), &fakes.search()).await;
+        assert_eq!(fakes.calls(root), ["cargo clippy -- -D warnings", "cargo test"]);
+        let f = finding(&g, "cargo clippy -- -D warnings");
+        assert_eq!((f.severity, f.title.as_str()), (Severity::High, "`cargo clippy -- -D warnings` failed (exit 101)"));
+        assert_eq!(f.fix.as_deref(), Some("error: unused variable: `x`"));
+        assert_eq!(finding(&g, "cargo audit").title, "not installed: cargo-audit (cargo install cargo-audit --locked)");
+
+        // `cargo install` puts programs in ~/.cargo/bin, often not on PATH: found there too.
+        let home = tempfile::tempdir().unwrap();
+        fakes.script_at(&home.path().join(".cargo/bin/cargo-audit"), "exit 0");
+        std::fs::remove_file(fakes.log()).unwrap();
+        let tools = ToolSearch { home: Some(home.path().to_path_buf()), ..fakes.search() };
+        let g = gate_on(root, &AuditConfig::default(), &tools).await;
+        assert_eq!(fakes.calls(root), ["cargo clippy -- -D warnings", "cargo test", "cargo audit"]);
+        assert_eq!(source(&g, "cargo audit").status, "passed");
+
+        // Without clippy, only that command is skipped with the rustup hint.
+        std::fs::remove_file(fakes.bin().join("cargo-clippy")).unwrap();
+        let g = gate_on(root, &AuditConfig::default(), &tools).await;
+        assert_eq!(finding(&g, "cargo clippy -- -D warnings").fix.as_deref(), Some(CLIPPY_HINT));
+        assert_eq!(source(&g, "cargo test").status, "passed");
+    }
+
+    #[tokio::test]
+    async fn rails_django_and_node_audit_commands() {
+        // Rails: brakeman and rspec through the project's bin/bundle.
+        let gemfile = "source 'https://rubygems.org'\ngem \"rails\", \"~> 7.1\"\ngroup :development, :test do\n  gem 'rspec-rails'\nend\n";
+        let project = audited_project(&[("Gemfile", gemfile), ("Gemfile.lock", "GEM\n  specs:\n    brakeman (6.1.2)\n")]);
+        let root = project.path();
+        let fakes = Fakes::new();
+        fakes.script_at(&root.join("bin/bundle"), "exit 0");
+        let g = gate_on(root, &AuditConfig::default(), &fakes.search()).await;
+        assert_eq!(fakes.calls(root), ["bundle exec brakeman", "bundle exec rspec"]);
+        assert_eq!(g.decision, Decision::Proceed, "{:?}", g.reasons);
+
+        // Rails without brakeman or rspec: brakeman is missing (LOW), rspec does not apply.
+        let project = audited_project(&[("Gemfile", "gem 'rails'\n# gem 'brakeman'\n")]);
+        let g = gate_on(project.path(), &AuditConfig::default(), &fakes.search()).await;
+        assert_eq!(finding(&g, "bundle exec brakeman").title, "not installed: bundle (gem install bundler)", "no bundle at all");
+        fakes.script_at(&project.path().join("bin/bundle"), "exit 0");
+        let g = gate_on(project.path(), &AuditConfig::default(), &fakes.search()).await;
+        let f = finding(&g, "bundle exec brakeman");
+        assert_eq!((f.severity, f.title.as_str()), (Severity::Low, format!("not installed: brakeman ({BRAKEMAN_HINT})").as_str()));
+        assert_eq!(source(&g, "bundle exec rspec").status, "skipped");
+        assert_eq!(g.decision, Decision::Proceed, "a missing tool is not a failure: {:?}", g.reasons);
+
+        // Django: pytest (no tests collected is not a failure) and manage.py check --deploy, from
+        // the project's virtualenv.
+        let project = audited_project(&[("manage.py", ""), ("requirements.txt", "django\n")]);
+        let root = project.path();
+        let fakes = Fakes::new();
+        fakes.script_at(&root.join(".venv/bin/pytest"), "echo 'no tests ran in 0.01s'; exit 5");
+        fakes.script_at(&root.join(".venv/bin/python"), "echo 'SystemCheckError: ?: (security.W004) SECURE_HSTS_SECONDS' >&2; exit 1");
+        let g = gate_on(root, &AuditConfig::default(), &fakes.search()).await;
+        assert_eq!(fakes.calls(root), ["pytest", "python manage.py check --deploy"]);
+        let pytest = source(&g, "pytest");
+        assert_eq!(pytest.status, "passed");
+        assert!(pytest.detail.contains("exited 5 (no tests collected)"), "{}", pytest.detail);
+        let f = finding(&g, "python manage.py check --deploy");
+        assert_eq!((f.severity, f.title.as_str()), (Severity::High, "`python manage.py check --deploy` failed (exit 1)"));
+        assert!(f.fix.as_deref().unwrap().contains("SECURE_HSTS_SECONDS"));
+
+        // Node: npm audit with a lockfile; without one it does not apply.
+        let project = audited_project(&[("package.json", "{}"), ("package-lock.json", "{}")]);
+        let fakes = Fakes::new();
+        fakes.tool("npm", "exit 0");
+        let g = gate_on(project.path(), &AuditConfig::default(), &fakes.search()).await;
+        assert_eq!(fakes.calls(project.path()), ["npm audit --audit-level=high"]);
+        assert_eq!(source(&g, "npm audit --audit-level=high").status, "passed");
+        std::fs::remove_file(project.path().join("package-lock.json")).unwrap();
+        let g = gate_on(project.path(), &AuditConfig::default(), &fakes.search()).await;
+        let s = source(&g, "npm audit --audit-level=high");
+        assert_eq!((s.status.as_str(), s.counts), ("skipped", c(0, 0, 0, 0)));
+        assert!(s.detail.contains("npm audit needs a package-lock.json"), "{}", s.detail);
+    }
+
+    #[tokio::test]
+    async fn derived_commands_share_the_audit_timeout_and_stop_on_cancel() {
+        let project = audited_project(&[("go.mod", "module shop\n")]);
+        let root = project.path();
+        let fakes = Fakes::new();
+        fakes.tool("go", "sleep 30");
+        let audit = AuditConfig { command: None, timeout_seconds: Some(1) };
+        let started = std::time::Instant::now();
+        let g = gate_on(root, &audit, &fakes.search()).await;
+        assert!(started.elapsed() < Duration::from_secs(8));
+        assert_eq!(finding(&g, "go vet ./...").title, "`go vet ./...` timed out after 1 s");
+        assert_eq!(finding(&g, "go test ./...").title, "`go test ./...` timed out after 1 s");
+
+        let cancel = CancellationToken::new();
+        let c2 = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            c2.cancel();
+        });
+        let started = std::time::Instant::now();
+        let err = evaluate_gate_with(root, &AuditConfig::default(), &Runner::default(), now(), &cancel, &fakes.search()).await.unwrap_err();
+        assert!(matches!(err, CoreError::Cancelled), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn gems_are_read_from_the_gemfile_and_its_lock() {
+        assert!(has_gem("gem \"rails\", \"~> 7.1\"", "rails", false));
+        assert!(has_gem("    brakeman (6.1.2)", "brakeman", false));
+        assert!(has_gem("  gem 'rspec-rails'", "rspec", true));
+        assert!(!has_gem("  gem 'rspec-rails'", "rspec", false));
+        assert!(!has_gem("gem 'railties'", "rails", false));
+        assert!(!has_gem("# gem 'brakeman'", "brakeman", false));
     }
 }

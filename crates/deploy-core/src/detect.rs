@@ -18,7 +18,8 @@ use crate::config::{
     PreflightConfig, RollbackConfig, SmokeTest,
 };
 use crate::domain::Environment;
-use crate::error::CoreError;
+use crate::error::{CoreError, Result};
+use crate::pack::{self, DispatchRule, Resolution};
 use crate::process::{Cmd, Runner, install_hint};
 
 /// Cloudflare API token wrangler uses when it is not logged in (`wrangler login`).
@@ -76,6 +77,9 @@ pub struct Detection {
     pub evidence: Vec<String>,
     /// The project has a frontend to deploy (a `frontend/` directory, or Pages in wrangler).
     pub frontend: bool,
+    /// Pack-aware dispatch: which rule chose the platform (a pack's choice is `platform`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch: Option<Resolution>,
 }
 
 /// Platform files in the order they decide: the first one present wins.
@@ -90,8 +94,51 @@ const PLATFORM_FILES: &[(&str, Platform)] = &[
     ("Shuttle.toml", Platform::Shuttle),
 ];
 
-/// Detects the platform, language and frontend of the project at `root`.
+/// Detects the platform, language and frontend of the project at `root`, with pack-aware
+/// dispatch from the project's `activePack` applied leniently: a pack that cannot be used is
+/// reported in the evidence and the files decide. [`detect_for_init`] is the strict form.
 pub fn detect(root: &Path) -> Detection {
+    let mut d = detect_files(root);
+    match pack::resolve_platform(root, None, None, d.language) {
+        Ok(r) => apply_dispatch(&mut d, r),
+        Err(e) => d.evidence.push(format!("pack dispatch skipped: {e} (hint: {})", e.hint())),
+    }
+    d
+}
+
+/// Detection for `deploy_init`, with the skill's pack-aware dispatch applied strictly: `pack`
+/// (else the project's `activePack`) and the requested `--platform` go through
+/// [`pack::resolve_platform`]. A pack miss is the error `unknown pack: <id>`; a requested
+/// platform outside the pack's `supportedPlatforms` is refused naming the allowed ones.
+pub fn detect_for_init(root: &Path, pack: Option<&str>, requested: Option<Platform>) -> Result<Detection> {
+    let mut d = detect_files(root);
+    let r = pack::resolve_platform(root, pack, requested, d.language)?;
+    apply_dispatch(&mut d, r);
+    Ok(d)
+}
+
+/// Records a resolution: a pack's choice becomes the detected platform; a plain request is
+/// left to `propose_config` (the files' answer stays what the files say).
+fn apply_dispatch(d: &mut Detection, r: Resolution) {
+    let by_pack = matches!(r.rule, DispatchRule::PackDefault | DispatchRule::PackOverride | DispatchRule::LanguageFallback);
+    if let (true, Some(chosen)) = (by_pack, r.platform) {
+        if chosen != d.platform && d.platform != Platform::Local {
+            d.evidence.push(format!(
+                "the project's files say {}, but the pack decides {} (request a platform to choose another)",
+                d.platform.as_str(),
+                chosen.as_str()
+            ));
+        }
+        d.platform = chosen;
+    }
+    if r.pack.is_some() || r.rule != DispatchRule::ProjectFiles {
+        d.evidence.push(r.detail.clone());
+    }
+    d.dispatch = Some(r);
+}
+
+/// Detection from the project's files alone.
+fn detect_files(root: &Path) -> Detection {
     let mut evidence = Vec::new();
     let mut platform: Option<Platform> = None;
     for &(file, candidate) in PLATFORM_FILES {
@@ -132,7 +179,7 @@ pub fn detect(root: &Path) -> Detection {
         frontend = true;
         evidence.push(format!("{} mentions pages → frontend", w.file));
     }
-    Detection { platform, language, evidence, frontend }
+    Detection { platform, language, evidence, frontend, dispatch: None }
 }
 
 fn detect_language(root: &Path, evidence: &mut Vec<String>) -> Option<Language> {

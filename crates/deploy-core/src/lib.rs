@@ -15,6 +15,7 @@ pub mod gate;
 pub mod git;
 pub mod local;
 pub mod ops;
+pub mod pack;
 pub mod pipeline;
 pub mod process;
 pub mod provider;
