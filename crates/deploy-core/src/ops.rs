@@ -1284,8 +1284,9 @@ pub struct InitOutcome {
 }
 
 /// `/oc-deploy init`: detect, propose, check; writes only when asked.
-pub async fn init(ctx: &Ctx, platform: Option<Platform>, write: bool) -> Result<InitOutcome> {
-    let detection = detect::detect(&ctx.root);
+pub async fn init(ctx: &Ctx, platform: Option<Platform>, pack: Option<&str>, write: bool) -> Result<InitOutcome> {
+    // Pack-aware dispatch (the skill's v1.4 rules): a pack miss is `unknown pack: <id>`.
+    let detection = detect::detect_for_init(&ctx.root, pack, platform)?;
     let (config, existing) = match Config::load(&ctx.root) {
         Ok(c) => (c, true),
         Err(CoreError::ConfigMissing { .. }) => (detect::propose_config(&ctx.root, &detection, platform), false),
@@ -1590,8 +1591,8 @@ pub struct EnvOutcome {
     pub env: Environment,
     pub platform: Platform,
     pub action: EnvAction,
-    /// For `list`: the names set in the environment.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// For `list`: the names set in the environment (empty for set and unset).
+    #[serde(default)]
     pub vars: Vec<EnvVarName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -1602,13 +1603,18 @@ pub struct EnvOutcome {
 }
 
 fn check_var_name(name: Option<&str>) -> Result<String> {
-    let name = name.map(str::trim).filter(|n| !n.is_empty()).ok_or_else(|| {
-        CoreError::invalid("name", "set and unset need the variable's name", "pass name, e.g. \"DATABASE_URL\"")
-    })?;
+    let name = name
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| CoreError::invalid("name", "set and unset need the variable's name", "pass name, e.g. \"DATABASE_URL\""))?;
     let mut b = name.bytes();
     let ok = b.next().is_some_and(|c| c.is_ascii_alphabetic() || c == b'_') && b.all(|c| c.is_ascii_alphanumeric() || c == b'_');
     if !ok {
-        return Err(CoreError::invalid("name", format!("`{name}` is not a variable name"), "use letters, digits and _ (not starting with a digit)"));
+        return Err(CoreError::invalid(
+            "name",
+            format!("`{name}` is not a variable name"),
+            "use letters, digits and _ (not starting with a digit)",
+        ));
     }
     Ok(name.to_owned())
 }
@@ -1633,7 +1639,11 @@ fn read_value(root: &Path, value_from: Option<&str>) -> Result<crate::secret::Se
     } else if let Some(path) = spec.strip_prefix("file:") {
         let p = if Path::new(path).is_absolute() { PathBuf::from(path) } else { root.join(path) };
         let text = std::fs::read_to_string(&p).map_err(|e| {
-            CoreError::invalid("value_from", format!("cannot read {}: {e}", p.display()), "give a readable file (relative paths start at the project root)")
+            CoreError::invalid(
+                "value_from",
+                format!("cannot read {}: {e}", p.display()),
+                "give a readable file (relative paths start at the project root)",
+            )
         })?;
         let v = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_owned();
         if v.is_empty() {

@@ -321,8 +321,7 @@ impl Provider for LocalProvider {
     }
 
     async fn env_list(&self, env: Environment, _cancel: &CancellationToken) -> Result<EnvListing> {
-        let mut vars: Vec<EnvVarName> =
-            self.local_cfg()?.env.keys().map(|k| EnvVarName { name: k.clone(), secret: false }).collect();
+        let mut vars: Vec<EnvVarName> = self.local_cfg()?.env.keys().map(|k| EnvVarName { name: k.clone(), secret: false }).collect();
         for (name, _) in crate::local::read_env_file(&self.local.env_file(env))? {
             vars.retain(|v| v.name != name);
             vars.push(EnvVarName { name, secret: true });
@@ -342,10 +341,7 @@ impl Provider for LocalProvider {
         }
         let path = self.local.env_file(env);
         let existed = edit_env_file(&path, name, Some(value))?;
-        Ok(StepOutcome::passed(format!(
-            "{} {name} in {env} (takes effect with the next release)",
-            if existed { "updated" } else { "set" }
-        )))
+        Ok(StepOutcome::passed(format!("{} {name} in {env} (takes effect with the next release)", if existed { "updated" } else { "set" })))
     }
 
     async fn env_unset(&self, env: Environment, name: &str, _cancel: &CancellationToken) -> Result<StepOutcome> {

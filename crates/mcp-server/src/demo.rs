@@ -154,7 +154,7 @@ async fn steps(ctx: &Ctx, root: &Path) -> Result<(), String> {
     say("(the demo runs as an operator with --yes: production is approved without a prompt)");
 
     section(2, "init: detect and check");
-    let init = ops::init(ctx, None, false).await.map_err(|e| e.to_string())?;
+    let init = ops::init(ctx, None, None, false).await.map_err(|e| e.to_string())?;
     say(render::init(&init));
 
     section(3, "audit gate");

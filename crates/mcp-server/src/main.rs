@@ -89,6 +89,9 @@ enum Command {
         common: Common,
         #[arg(long, value_parser = parse_platform)]
         platform: Option<Platform>,
+        /// oc-stack-forge pack id (default: the activePack of its checkpoint).
+        #[arg(long)]
+        pack: Option<String>,
         /// Write the proposed config (never overwrites).
         #[arg(long)]
         write: bool,
@@ -354,10 +357,10 @@ async fn run(cli: Cli) -> i32 {
                 }
             }
         }
-        Command::Init { common, platform, write } => {
+        Command::Init { common, platform, pack, write } => {
             with_root(&common, |root| async move {
                 let ctx = cli::ctx(&root, false);
-                emit(ops::init(&ctx, platform, write).await, common.json, render::init, |_| 0, &redactor)
+                emit(ops::init(&ctx, platform, pack.as_deref(), write).await, common.json, render::init, |_| 0, &redactor)
             })
             .await
         }

@@ -44,7 +44,9 @@ impl PlatformCli {
                 return Err(CoreError::invalid(
                     "platform_cli",
                     "the command is empty",
-                    format!("remove platform_cli to use `{default_program}`, or give the program as a list, e.g. [\"npx\", \"{default_program}\"]"),
+                    format!(
+                        "remove platform_cli to use `{default_program}`, or give the program as a list, e.g. [\"npx\", \"{default_program}\"]"
+                    ),
                 ));
             }
             Some(p) => p.clone(),
@@ -150,9 +152,19 @@ fn looks_transient(message: &str) -> bool {
 /// A hint for a platform failure: login problems first, then the platform's usual fixes.
 pub fn failure_hint(platform: Platform, message: &str) -> String {
     let m = message.to_ascii_lowercase();
-    let auth = ["not authenticated", "unauthorized", "authentication", "api token", "access token", "invalid credentials", "not logged in", "forbidden", "10000"]
-        .iter()
-        .any(|k| m.contains(k));
+    let auth = [
+        "not authenticated",
+        "unauthorized",
+        "authentication",
+        "api token",
+        "access token",
+        "invalid credentials",
+        "not logged in",
+        "forbidden",
+        "10000",
+    ]
+    .iter()
+    .any(|k| m.contains(k));
     match platform {
         Platform::CloudflareWorkers if auth => {
             "export CLOUDFLARE_API_TOKEN (Workers Scripts: Edit, D1: Edit) and CLOUDFLARE_ACCOUNT_ID for the server, or run `wrangler login`; `wrangler whoami` shows who you are".into()
@@ -191,7 +203,11 @@ pub fn required<'a>(value: Option<&'a String>, env: Environment, field: &str, ex
 pub fn parse_json<T: serde::de::DeserializeOwned>(platform: Platform, cmd: &Cmd, stdout: &str) -> Result<T> {
     serde_json::from_str(stdout.trim()).map_err(|e| CoreError::Platform {
         platform: platform.as_str().into(),
-        message: format!("`{}` printed output oc-deploy cannot read ({e}): {}", cmd.display(), stdout.chars().take(300).collect::<String>()),
+        message: format!(
+            "`{}` printed output oc-deploy cannot read ({e}): {}",
+            cmd.display(),
+            stdout.chars().take(300).collect::<String>()
+        ),
         hint: "check the CLI's version (oc-deploy targets the versions in docs/platforms.md)".into(),
         retryable: false,
     })

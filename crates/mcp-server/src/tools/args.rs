@@ -28,8 +28,10 @@ impl From<EnvArg> for Environment {
 pub struct InitArgs {
     /// Project directory, relative to the server's project root (default: the root).
     pub project_dir: Option<String>,
-    /// Force a platform instead of detecting it.
+    /// Platform override (inside the pack's supportedPlatforms when a pack applies).
     pub platform: Option<deploy_core::config::Platform>,
+    /// oc-stack-forge pack id (default: activePack of its checkpoint).
+    pub pack: Option<String>,
     /// Write .oc-deploy-ops.json (never overwrites an existing one). Default false.
     #[serde(default)]
     pub write: bool,

@@ -22,7 +22,13 @@ impl OcDeploy {
         output_schema = schema_for_output::<InitOutcome>()
     )]
     async fn deploy_init(&self, Parameters(a): Parameters<InitArgs>, rc: RequestContext<RoleServer>) -> CallToolResult {
-        self.answer(&rc, a.project_dir.as_deref(), |ctx| async move { ops::init(&ctx, a.platform, a.write).await }, render::init).await
+        self.answer(
+            &rc,
+            a.project_dir.as_deref(),
+            |ctx| async move { ops::init(&ctx, a.platform, a.pack.as_deref(), a.write).await },
+            render::init,
+        )
+        .await
     }
 
     #[tool(
