@@ -388,3 +388,73 @@ async fn shuttle_full_pipeline_through_mcp() {
 async fn render_full_pipeline_through_mcp() {
     full_pipeline("render").await;
 }
+
+impl World {
+    /// A server whose environment is this world's, changed by `f`.
+    async fn mcp_with(&self, f: impl FnOnce(&mut Vec<(String, String)>)) -> Client {
+        let mut env = self.env.clone();
+        f(&mut env);
+        let mut cmd = tokio::process::Command::new(bin());
+        cmd.arg("serve").arg("--project-dir").arg(&self.root).env_clear().envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if let Ok(home) = std::env::var("HOME") {
+            cmd.env("HOME", home);
+        }
+        let transport = rmcp::transport::TokioChildProcess::new(cmd).unwrap();
+        let handler = oc_deploy_e2e::Recorder::default();
+        let service = rmcp::ServiceExt::serve(handler.clone(), transport).await.unwrap();
+        Client { service, recorder: handler }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn setup_dry_run_and_failures_through_mcp_are_clear_and_leave_the_checkpoint_consistent() {
+    let w = world("cloudflare-workers").await;
+    let c = w.mcp().await;
+
+    // Setup: the platform's capabilities and its own checks (login through `wrangler whoami`).
+    let (err, init) = c.call_json("deploy_init", json!({})).await;
+    assert!(!err, "{init:#}");
+    assert_eq!(init["capabilities"]["frontend"], true, "{init:#}");
+    assert_eq!(init["capabilities"]["dry_run"], true);
+    assert!(init["checklist"].to_string().contains("dev@example.com"), "whoami in the checklist: {:#}", init["checklist"]);
+
+    // A dry run asks wrangler (--dry-run) and deploys nothing.
+    let (err, dry) = c.call_json("deploy_staging", json!({ "dry_run": true })).await;
+    assert!(!err, "{dry:#}");
+    assert_eq!(dry["status"], "succeeded");
+    assert!(dry["steps"].to_string().contains("dry run"), "{dry:#}");
+    assert!(!w.state().join("live/shop-staging.json").exists(), "a dry run deploys nothing");
+    assert!(w.calls().iter().any(|c| c["argv"].to_string().contains("--dry-run")));
+
+    // The platform fails mid-deploy: a failed run with wrangler's own words, nothing verified.
+    let fail = json!({ "deploy": { "exit": 1, "stderr": "\n✘ [ERROR] A request to the Cloudflare API (/accounts/x/workers/scripts/shop-staging/versions) failed.\n\n  Internal error [code: 10013]\n\n" } });
+    std::fs::write(w.state().join("fail.json"), fail.to_string()).unwrap();
+    let (err, st) = c.call_json("deploy_staging", json!({})).await;
+    assert!(err, "{st:#}");
+    assert_eq!(st["status"], "failed", "{st:#}");
+    let text = st.to_string();
+    assert!(text.contains("platform_error") && text.contains("10013"), "{st:#}");
+    let cp = std::fs::read_to_string(w.root.join(".checkpoints/oc-deploy-ops.checkpoint.json")).unwrap();
+    let cp: Value = serde_json::from_str(&cp).unwrap();
+    assert!(cp["skill_state"]["environments"]["staging"]["verified_commit"].is_null(), "{cp:#}");
+    let (_, p) = c.call_json("deploy_prod", json!({})).await;
+    assert_eq!(p["status"], "blocked", "production refuses an unverified commit: {p:#}");
+    std::fs::remove_file(w.state().join("fail.json")).unwrap();
+    c.close().await;
+
+    // No wrangler on PATH: the install hint.
+    let c = w.mcp_with(|e| e.retain(|(k, _)| k != "PATH")).await;
+    let (err, st) = c.call_json("deploy_staging", json!({})).await;
+    assert!(err, "{st:#}");
+    let text = st.to_string();
+    assert!(text.contains("program_missing") && text.contains("npm i -g wrangler"), "{st:#}");
+    c.close().await;
+
+    // No token: wrangler's refusal and the login hint.
+    let c = w.mcp_with(|e| e.retain(|(k, _)| k != "CLOUDFLARE_API_TOKEN")).await;
+    let (err, st) = c.call_json("deploy_staging", json!({})).await;
+    assert!(err, "{st:#}");
+    let text = st.to_string();
+    assert!(text.contains("platform_error") && text.contains("CLOUDFLARE_API_TOKEN"), "{st:#}");
+    c.close().await;
+}
