@@ -569,13 +569,19 @@ impl Provider for Cloudflare {
         if out.stdout.contains("No migrations to apply") {
             return Ok(StepOutcome::passed(format!("D1 {db}: no migrations to apply")));
         }
-        // The result table's rows: `│ 0002_add_b.sql │ ✅ │`.
-        let applied: Vec<String> = out
+        // The result table's rows: `│ 0002_add_b.sql │ ✅ │`. wrangler reprints the table after
+        // each migration, so a name is kept once, in order.
+        let mut applied: Vec<String> = Vec::new();
+        for name in out
             .stdout
             .lines()
             .filter(|l| l.contains('✅'))
             .filter_map(|l| l.split('│').map(str::trim).find(|c| !c.is_empty()).map(str::to_owned))
-            .collect();
+        {
+            if !applied.contains(&name) {
+                applied.push(name);
+            }
+        }
         Ok(StepOutcome::passed(if applied.is_empty() {
             format!("D1 {db}: migrations applied")
         } else {

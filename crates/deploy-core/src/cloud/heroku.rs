@@ -20,10 +20,13 @@ use crate::provider::{Capabilities, DeployTarget, EnvListing, EnvVarName, Provid
 use crate::secret::Secret;
 
 /// What the heroku CLI gets from the server's environment: its credentials and API host, extra
-/// headers, proxy and CA settings, and where it keeps its own data.
+/// headers, proxy and CA settings, where it keeps its own data, and its telemetry switches (the
+/// CLI reports to heroku.com in the background unless `DISABLE_TELEMETRY=true`).
 const PASS_ENV: &[&str] = &[
     "HEROKU_API_KEY",
     "HEROKU_HOST",
+    "DISABLE_TELEMETRY",
+    "HEROKU_PARTICLEBOARD_URL",
     "HEROKU_HEADERS",
     "HTTPS_PROXY",
     "NODE_EXTRA_CA_CERTS",
