@@ -67,7 +67,7 @@ async fn prompts_list_the_menu_and_each_command() {
     let c = connect(&["--project-dir", &root], Watcher::default()).await;
     let prompts = c.list_all_prompts().await.unwrap();
     let names: Vec<&str> = prompts.iter().map(|p| p.name.as_str()).collect();
-    for n in ["oc-deploy", "staging", "prod", "rollback", "status", "audit", "smoke", "health", "init"] {
+    for n in ["oc-deploy", "staging", "prod", "rollback", "status", "audit", "smoke", "health", "init", "env"] {
         assert!(names.contains(&n), "missing prompt {n}: {names:?}");
     }
     let menu = c.get_prompt(GetPromptRequestParams::new("oc-deploy")).await.unwrap();

@@ -440,6 +440,14 @@ async fn setup_dry_run_and_failures_through_mcp_are_clear_and_leave_the_checkpoi
     let (_, p) = c.call_json("deploy_prod", json!({})).await;
     assert_eq!(p["status"], "blocked", "production refuses an unverified commit: {p:#}");
     std::fs::remove_file(w.state().join("fail.json")).unwrap();
+
+    // wrangler uploads the directory as it is: uncommitted changes would ship unrecorded.
+    std::fs::write(w.root.join("README.md"), "edited, not committed\n").unwrap();
+    let (err, st) = c.call_json("deploy_staging", json!({})).await;
+    assert!(err, "{st:#}");
+    assert_eq!(st["status"], "blocked", "{st:#}");
+    assert!(st.to_string().contains("uncommitted changes"), "{st:#}");
+    w.git(&["checkout", "--", "README.md"]);
     c.close().await;
 
     // No wrangler on PATH: the install hint.

@@ -469,7 +469,10 @@ pub async fn deploy_staging<C: Confirmer>(ctx: &Ctx, req: StagingRequest, confir
     ctl.run.dry_run = req.dry_run;
     let _lock = ctx.store.lock_env(env, &ctl.run.run_id)?;
     ctl.log("started");
-    note_dirty(&mut ctl).await;
+    if let Err(e) = check_tree(&mut ctl, &cfg, &commit, req.dry_run).await {
+        ctl.fail_with(RunStatus::Blocked, &e);
+        return Ok(ctl.outcome("ship a clean checkout of the commit"));
+    }
 
     let gate = gate_step(&mut ctl, &cfg, req.skip_security).await?;
     if gate.decision == Decision::Block {
@@ -589,9 +592,49 @@ fn blocked_by_gate(mut ctl: RunCtl<'_>, gate: &GateResult) -> RunOutcome {
     ctl.outcome("fix the blocking findings first")
 }
 
-async fn note_dirty(ctl: &mut RunCtl<'_>) {
-    if let Ok(true) = git::is_dirty(&ctl.ctx.runner, &ctl.ctx.root, &ctl.ctx.cancel).await {
-        ctl.run.notes.push("the working tree has uncommitted changes: only committed code is deployed".into());
+/// Platforms whose CLI uploads the app directory as it is on disk, not a commit (the local
+/// platform exports the commit, Heroku pushes it, Render builds it from the repository).
+fn deploys_working_tree(p: Platform) -> bool {
+    matches!(p, Platform::CloudflareWorkers | Platform::FlyIo | Platform::Shuttle | Platform::Command)
+}
+
+/// Makes sure what ships is the commit the run names. Where the platform deploys a commit,
+/// uncommitted changes are only noted; where it uploads the directory, the directory must be
+/// that commit, unchanged, or the run is refused (a dry run is only warned).
+async fn check_tree(ctl: &mut RunCtl<'_>, cfg: &Config, commit: &CommitSha, dry_run: bool) -> Result<()> {
+    let (runner, root, cancel) = (&ctl.ctx.runner, &ctl.ctx.root, &ctl.ctx.cancel);
+    let dirty = git::is_dirty(runner, root, cancel).await.unwrap_or(false);
+    if !deploys_working_tree(cfg.platform) {
+        if dirty {
+            ctl.run.notes.push("the working tree has uncommitted changes: only committed code is deployed".into());
+        }
+        return Ok(());
+    }
+    let platform = cfg.platform.as_str();
+    let head = git::head_commit(runner, root, cancel).await?;
+    let problem = if head.as_str() != commit.as_str() {
+        Some((
+            format!("{platform} deploys the directory as it is on disk, which is at {}, not {}", head.short(), commit.short()),
+            format!("check out {} first (git checkout {}), or deploy HEAD", commit.short(), commit.short()),
+        ))
+    } else if dirty {
+        Some((
+            format!(
+                "the working tree has uncommitted changes to tracked files and {platform} uploads the directory as it is: the release would not be {}",
+                commit.short()
+            ),
+            "commit or stash the changes (git stash), then deploy again".to_owned(),
+        ))
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some((message, _)) if dry_run => {
+            ctl.run.notes.push(format!("{message} (a real deploy would be refused)"));
+            Ok(())
+        }
+        Some((message, hint)) => Err(CoreError::Refused { message, hint }),
     }
 }
 
@@ -822,7 +865,10 @@ pub async fn deploy_prod<C: Confirmer>(ctx: &Ctx, req: ProdRequest, confirmer: &
         ctl.run.notes.push("DIRECT deploy: staging verification skipped by request".into());
     }
     ctl.log("started");
-    note_dirty(&mut ctl).await;
+    if let Err(e) = check_tree(&mut ctl, &cfg, &commit, req.dry_run).await {
+        ctl.fail_with(RunStatus::Blocked, &e);
+        return Ok(ctl.outcome("ship a clean checkout of the commit"));
+    }
 
     // Pre-promotion checklist: the gate, then staging verified for this commit.
     let gate = gate_step(&mut ctl, &cfg, req.skip_security).await?;

@@ -23,9 +23,11 @@ GATES
 /oc-deploy health    Check production health                  (tool deploy_health)
 SETUP
 /oc-deploy init      Set up deployment config for a project   (tool deploy_init)
+/oc-deploy env       Manage environment variables and secrets (tool deploy_env)
 UTILITIES
 /checkpoint          Show checkpoint status                   (tool deploy_checkpoint)
 /report              Report of a run                          (tool deploy_report)
+/oc-deploy --retry-pm  Retry deferred ticket updates          (tool deploy_retry_pm)
 ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━
 Type any command to begin. /oc-deploy to see this again.";
 
@@ -116,6 +118,14 @@ impl OcDeploy {
         let env = a.env.filter(|e| !e.trim().is_empty()).unwrap_or_else(|| "production".into());
         ask(format!(
             "Check the health of {env} with the deploy_health tool: verdict, latency per URL and the comparison with the baseline. If it is unhealthy, propose a rollback but do not start one without me."
+        ))
+    }
+
+    #[prompt(name = "env", description = "List an environment's variables and secrets (names only), or set / unset one")]
+    async fn env(&self, Parameters(a): Parameters<EnvPromptArgs>) -> Vec<PromptMessage> {
+        let env = a.env.filter(|e| !e.trim().is_empty()).unwrap_or_else(|| "staging".into());
+        ask(format!(
+            "List the variables and secrets of {env} with the deploy_env tool (action list; names only). To set one, use action set with value_from env:NAME or file:PATH — never put a secret value in the call or in the chat."
         ))
     }
 
