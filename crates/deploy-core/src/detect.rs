@@ -526,11 +526,30 @@ pub fn propose_config(root: &Path, d: &Detection, platform: Option<Platform>) ->
         local,
         platform_cli: None,
         platform_timeout_seconds: None,
-        cloudflare: None,
+        cloudflare: propose_pages(root, d, platform, &name),
         heroku: None,
         command: None,
         notifications: None,
     }
+}
+
+/// The skill's Pages frontend (`frontend/` built with `npm run build`, `dist` uploaded, the
+/// staging project `<project>-staging`) when a Workers project has one.
+fn propose_pages(root: &Path, d: &Detection, platform: Platform, name: &str) -> Option<crate::config::CloudflareConfig> {
+    if platform != Platform::CloudflareWorkers || !d.frontend {
+        return None;
+    }
+    let worker = read_wrangler(root).and_then(|w| w.name).map(|n| slug(&n)).unwrap_or_else(|| name.to_owned());
+    let has_dir = root.join("frontend").is_dir();
+    Some(crate::config::CloudflareConfig {
+        deploy_api: None,
+        pages: Some(crate::config::PagesConfig {
+            project: worker,
+            staging_project: None,
+            dir: if has_dir { "frontend/dist".into() } else { "dist".into() },
+            build: Some(vec!["npm".into(), "run".into(), "build".into()]),
+        }),
+    })
 }
 
 /// Values in a config that are guesses the user must check before the first deploy.
@@ -934,6 +953,19 @@ mod tests {
             }
         }
         (dir, root)
+    }
+
+    #[test]
+    fn a_workers_project_with_a_frontend_gets_the_skills_pages_deploy() {
+        let (_dir, root) = project(&[("wrangler.toml", "name = \"gtrack\"\n"), ("frontend/", ""), ("tsconfig.json", "{}")]);
+        let cfg = propose_config(&root, &detect(&root), None);
+        assert!(cfg.deploy_order.contains(&DeployStep::DeployFrontend));
+        let pages = cfg.cloudflare.and_then(|c| c.pages).expect("pages proposed");
+        assert_eq!((pages.project.as_str(), pages.dir.as_str()), ("gtrack", "frontend/dist"));
+        assert_eq!(pages.build, Some(vec!["npm".to_owned(), "run".to_owned(), "build".to_owned()]));
+        // Without a frontend, no Pages section.
+        let (_dir, root) = project(&[("wrangler.toml", "name = \"api\"\n")]);
+        assert!(propose_config(&root, &detect(&root), None).cloudflare.is_none());
     }
 
     #[track_caller]
