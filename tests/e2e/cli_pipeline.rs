@@ -179,3 +179,15 @@ async fn ctrl_c_stops_a_cli_deploy_at_a_safe_point() {
     let (_, s) = p.cli_json(&["status", "--env", "staging"]);
     assert!(s["environments"][0]["locked_by"].is_null(), "{s:#}");
 }
+
+/// The README's first command: the demo runs the whole pipeline, including the rollback, and
+/// cleans up after itself.
+#[test]
+fn the_demo_runs_the_pipeline_and_rolls_back() {
+    let out = std::process::Command::new(oc_deploy_e2e::bin()).arg("demo").stdin(std::process::Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for want in ["rolled_back", "back on", "Incident Report", "stopped every release"] {
+        assert!(text.contains(want), "missing {want:?} in the demo's output:\n{text}");
+    }
+}
