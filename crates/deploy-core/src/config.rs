@@ -91,6 +91,9 @@ pub struct CloudflareConfig {
     /// The Pages frontend deployed by the `deploy-frontend` step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pages: Option<PagesConfig>,
+    /// Share of traffic a canary version gets before it is checked and promoted (1–99, default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_percent: Option<u8>,
 }
 
 /// `POST <url>/deploy` with `{"app", "env"}` and a bearer token read from `token_env`.
@@ -525,6 +528,11 @@ impl Config {
         }
         if !self.health.timeout_seconds.is_finite() || self.health.timeout_seconds <= 0.0 {
             return Err(bad("health.timeout_seconds", "must be greater than 0".into()));
+        }
+        if let Some(p) = self.cloudflare.as_ref().and_then(|c| c.canary_percent)
+            && !(1..=99).contains(&p)
+        {
+            return Err(bad("cloudflare.canary_percent", "must be between 1 and 99".into()));
         }
         if self.platform == Platform::Local {
             let Some(local) = &self.local else {

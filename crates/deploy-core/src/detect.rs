@@ -543,6 +543,7 @@ fn propose_pages(root: &Path, d: &Detection, platform: Platform, name: &str) -> 
     let has_dir = root.join("frontend").is_dir();
     Some(crate::config::CloudflareConfig {
         deploy_api: None,
+        canary_percent: None,
         pages: Some(crate::config::PagesConfig {
             project: worker,
             staging_project: None,

@@ -534,6 +534,22 @@ async fn canary_splits_traffic_and_leaves_it_split_without_a_url() {
     assert_eq!(fx.live(PROD_WORKER).unwrap()["version"], v1);
 }
 
+#[tokio::test]
+async fn the_canary_share_comes_from_the_config() {
+    let fx = Fixture::new().await;
+    let p = fx.provider(json!({ "cloudflare": { "canary_percent": 25 } }));
+    let (_c1, v1) = fx.ship(&p, Environment::Production, "stable").await;
+    let c2 = fx.commit("canary").await;
+    let out = p.deploy(&fx.target(Environment::Production, &c2, Strategy::Canary), &fx.cancel).await.unwrap();
+    assert!(out.detail.contains("traffic split: 25%") && out.detail.contains("75% stays on"), "{}", out.detail);
+    let split = fx.argvs().into_iter().find(|a| a[..2] == ["versions", "deploy"]).unwrap();
+    assert_eq!(split[3], format!("{v1}@75"));
+    let bad =
+        json!({ "project_name": "shop", "platform": "cloudflare-workers", "environments": {}, "cloudflare": { "canary_percent": 100 } });
+    let err = Config::parse(&bad.to_string(), Path::new(".oc-deploy-ops.json")).unwrap_err().to_string();
+    assert!(err.contains("cloudflare.canary_percent"), "{err}");
+}
+
 /// A health endpoint on 127.0.0.1 answering `status`.
 async fn health_server(status: u16) -> String {
     let app =

@@ -376,7 +376,8 @@ impl Cloudflare {
         self.run(&cmd, cancel).await.map(drop)
     }
 
-    /// Gradual deploy: upload a version, give it [`CANARY_PERCENT`] of traffic, check the
+    /// Gradual deploy: upload a version, give it `cloudflare.canary_percent` (default
+    /// [`CANARY_PERCENT`]) of traffic, check the
     /// environment, then promote it to 100% (or put all traffic back on the old version).
     async fn deploy_canary(&self, target: &DeployTarget, cancel: &CancellationToken) -> Result<String> {
         let env = target.env;
@@ -395,8 +396,9 @@ impl Cloudflare {
             self.short_failure(format!("`{}` succeeded but reported no version id", cmd.display()), "check the wrangler version")
         })?;
         let message = format!("oc-deploy canary {env} {}", target.commit.as_str());
-        self.versions_deploy(env, &[(&new, CANARY_PERCENT), (&old, 100 - CANARY_PERCENT)], &message, cancel).await?;
-        let split = format!("traffic split: {CANARY_PERCENT}% to {new}, {}% stays on {old}", 100 - CANARY_PERCENT);
+        let pct = self.cfg.cloudflare.as_ref().and_then(|c| c.canary_percent).unwrap_or(CANARY_PERCENT);
+        self.versions_deploy(env, &[(&new, pct), (&old, 100 - pct)], &message, cancel).await?;
+        let split = format!("traffic split: {pct}% to {new}, {}% stays on {old}", 100 - pct);
         let Some(url) = self.cfg.env(env)?.url.clone() else {
             return Ok(format!(
                 "canary: {split}; no environments.{env}.url to check, so it stays split — promote with `wrangler versions deploy {new}@100 -y`"
