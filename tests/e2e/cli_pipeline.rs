@@ -191,3 +191,34 @@ fn the_demo_runs_the_pipeline_and_rolls_back() {
         assert!(text.contains(want), "missing {want:?} in the demo's output:\n{text}");
     }
 }
+
+/// `oc-deploy env` on the local platform: the value comes from the environment, lands in the
+/// environment's secrets file (mode 600) and never in any output; bad input names the field.
+#[test]
+fn env_sets_lists_and_unsets_a_secret_without_showing_it() {
+    use std::os::unix::fs::PermissionsExt;
+    const VALUE: &str = "local-e2e-secret-9d2f";
+    let p = oc_deploy_e2e::Project::sample();
+    let env = [("E2E_PLAIN_VALUE", VALUE)];
+    let (code, set) =
+        p.cli_json_env(&["env", "set", "--env", "staging", "--name", "API_TOKEN", "--value-from", "env:E2E_PLAIN_VALUE"], &env);
+    assert_eq!(code, 0, "{set:#}");
+    assert_eq!(set["name"], "API_TOKEN");
+    let file = p.root.join(".oc-deploy/local/staging.env");
+    assert!(std::fs::read_to_string(&file).unwrap().contains(VALUE));
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    let (code, list) = p.cli_json_env(&["env", "list", "--env", "staging"], &env);
+    assert_eq!(code, 0, "{list:#}");
+    assert!(list["vars"].as_array().unwrap().iter().any(|v| v["name"] == "API_TOKEN" && v["secret"] == true), "{list:#}");
+    for out in [&set, &list] {
+        assert!(!out.to_string().contains(VALUE), "{out:#}");
+    }
+    // A value in place of value_from is refused, naming the field and the fix.
+    let (code, bad) = p.cli_json_env(&["env", "set", "--env", "staging", "--name", "X", "--value-from", VALUE], &env);
+    assert_ne!(code, 0);
+    assert_eq!(bad["code"], "invalid_input", "{bad:#}");
+    assert!(bad.to_string().contains("value_from") && !bad.to_string().contains(VALUE), "{bad:#}");
+    let (code, unset) = p.cli_json_env(&["env", "unset", "--env", "staging", "--name", "API_TOKEN"], &env);
+    assert_eq!(code, 0, "{unset:#}");
+    assert!(!std::fs::read_to_string(&file).unwrap().contains(VALUE));
+}

@@ -1697,7 +1697,8 @@ fn read_value(root: &Path, value_from: Option<&str>) -> Result<crate::secret::Se
         }
         v
     } else {
-        return Err(CoreError::invalid("value_from", format!("`{spec}` is neither env:NAME nor file:PATH"), hint));
+        // Not echoed: a caller who put the value itself here must not see it printed back.
+        return Err(CoreError::invalid("value_from", "must start with env: or file: (the value itself is never passed)", hint));
     };
     Ok(crate::secret::Secret::new(value))
 }
