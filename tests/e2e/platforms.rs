@@ -317,6 +317,17 @@ async fn full_pipeline(platform: &str) {
     assert_eq!(health_version(&url_of(&w, "production")).await, (200, v1.clone()), "{platform}: production serves v1 again");
     assert_eq!(health_version(&url_of(&w, "staging")).await, (200, v2.clone()));
 
+    // deploy_status asks the platform what is live: the version production was rolled back to.
+    let (err, status) = c.call_json("deploy_status", json!({})).await;
+    assert!(!err, "{status:#}");
+    let prod_env = status["environments"].as_array().unwrap().iter().find(|e| e["env"] == "production").unwrap().clone();
+    let live = prod_env["live_version"].as_str().unwrap_or_default();
+    assert!(!live.is_empty(), "{platform}: {status:#}");
+    if platform == "cloudflare-workers" {
+        // wrangler rollback redeploys the old version id; elsewhere a rollback is a new release.
+        assert_eq!(live, prev, "{status:#}");
+    }
+
     // Secrets through deploy_env: the value comes from the server's environment.
     let (err, set) =
         c.call_json("deploy_env", json!({ "env": "staging", "action": "set", "name": "API_KEY", "value_from": "env:E2E_SECRET" })).await;
