@@ -218,6 +218,18 @@ fn env_sets_lists_and_unsets_a_secret_without_showing_it() {
     assert_ne!(code, 0);
     assert_eq!(bad["code"], "invalid_input", "{bad:#}");
     assert!(bad.to_string().contains("value_from") && !bad.to_string().contains(VALUE), "{bad:#}");
+    // Production needs a human: without a terminal or --yes, a plan and a token, nothing written.
+    let prod_args = ["env", "set", "--env", "production", "--name", "API_TOKEN", "--value-from", "env:E2E_PLAIN_VALUE"];
+    let (code, ask) = p.cli_json_env(&prod_args, &env);
+    assert_eq!(code, 3, "{ask:#}");
+    assert_eq!(ask["status"], "confirmation_required", "{ask:#}");
+    assert!(!p.root.join(".oc-deploy/local/production.env").exists());
+    let mut yes = prod_args.to_vec();
+    yes.push("--yes");
+    let (code, done) = p.cli_json_env(&yes, &env);
+    assert_eq!(code, 0, "{done:#}");
+    assert_eq!(done["confirmed_by"], "auto-approve (operator flag)");
+    assert!(std::fs::read_to_string(p.root.join(".oc-deploy/local/production.env")).unwrap().contains(VALUE));
     let (code, unset) = p.cli_json_env(&["env", "unset", "--env", "staging", "--name", "API_TOKEN"], &env);
     assert_eq!(code, 0, "{unset:#}");
     assert!(!std::fs::read_to_string(&file).unwrap().contains(VALUE));

@@ -230,3 +230,36 @@ async fn four_high_findings_block_and_skip_security_needs_a_human_even_with_auto
     assert!(asked.last().unwrap().contains("HIGH RISK"), "{asked:?}");
     c.cancel().await.unwrap();
 }
+
+/// A production secret change asks the human through the client (elicitation, or an input
+/// request on 2026-07-28) and shows what changes; a "no" changes nothing.
+async fn production_env_change_asks_the_human(version: ProtocolVersion) {
+    let p = Project::sample();
+    std::fs::write(p.root.join("token.txt"), "prod-token-value-e2e\n").unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let args = json!({ "env": "production", "action": "set", "name": "API_TOKEN", "value_from": "file:token.txt" });
+    let file = p.root.join(".oc-deploy/local/production.env");
+    for (says, status) in [(Says::No, "declined"), (Says::Yes, "done")] {
+        let c = connect(&p, Human { says: Some(says), version: version.clone(), seen: seen.clone() }).await;
+        let r = c.call_tool(CallToolRequestParams::new("deploy_env").with_arguments(args.as_object().unwrap().clone())).await.unwrap();
+        let out = r.structured_content.unwrap_or_default();
+        assert_eq!(out["status"], status, "{version:?} {says:?}: {out:#}");
+        assert_eq!(r.is_error.unwrap_or(false), status == "declined", "{out:#}");
+        assert_eq!(file.exists(), status == "done", "{version:?} {says:?}");
+        assert!(!out.to_string().contains("prod-token-value-e2e"), "{out:#}");
+        c.cancel().await.unwrap();
+    }
+    let messages = seen.lock().unwrap().clone();
+    assert!(messages.iter().all(|m| m.contains("set API_TOKEN from file:token.txt") && m.contains("production")), "{messages:?}");
+    assert!(std::fs::read_to_string(&file).unwrap().contains("prod-token-value-e2e"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn production_env_change_by_elicitation() {
+    production_env_change_asks_the_human(ProtocolVersion::V_2025_06_18).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn production_env_change_by_multi_round_trip_input() {
+    production_env_change_asks_the_human(ProtocolVersion::V_2026_07_28).await;
+}

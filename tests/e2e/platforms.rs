@@ -452,6 +452,31 @@ async fn setup_dry_run_and_failures_through_mcp_are_clear_and_leave_the_checkpoi
     assert_eq!(p["status"], "blocked", "production refuses an unverified commit: {p:#}");
     std::fs::remove_file(w.state().join("fail.json")).unwrap();
 
+    // A production secret change needs a human's yes: the plan and a token first, nothing set.
+    let set_prod = json!({ "env": "production", "action": "set", "name": "API_KEY", "value_from": "env:E2E_SECRET" });
+    let (err, ask) = c.call_json("deploy_env", set_prod.clone()).await;
+    assert!(!err, "{ask:#}");
+    assert_eq!(ask["status"], "confirmation_required", "{ask:#}");
+    assert_eq!(ask["plan"]["change"], "set API_KEY from env:E2E_SECRET", "{ask:#}");
+    let puts = |w: &World| w.calls().iter().filter(|c| c["argv"].to_string().contains("\"put\"")).count();
+    let before = puts(&w);
+    let token = ask["confirmation_token"].as_str().unwrap().to_owned();
+    // The token approves exactly that change, not another one.
+    let mut other = set_prod.clone();
+    other["name"] = json!("OTHER_KEY");
+    other["confirmation"] = json!(token);
+    let (err, refused) = c.call_json("deploy_env", other).await;
+    assert!(err, "{refused:#}");
+    assert_eq!(puts(&w), before);
+    let ask2 = c.call_json("deploy_env", set_prod.clone()).await.1;
+    let mut approved = set_prod.clone();
+    approved["confirmation"] = ask2["confirmation_token"].clone();
+    let (err, done) = c.call_json("deploy_env", approved).await;
+    assert!(!err, "{done:#}");
+    assert_eq!((done["status"].as_str(), done["confirmed_by"].as_str()), (Some("done"), Some("confirmation token")), "{done:#}");
+    assert_eq!(puts(&w), before + 1);
+    assert!(!done.to_string().contains(SECRET));
+
     // wrangler uploads the directory as it is: uncommitted changes would ship unrecorded.
     std::fs::write(w.root.join("README.md"), "edited, not committed\n").unwrap();
     let (err, st) = c.call_json("deploy_staging", json!({})).await;

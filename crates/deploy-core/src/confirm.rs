@@ -31,6 +31,9 @@ pub struct Plan {
     pub skip_security: bool,
     /// Why a confirmation is needed, in one line each.
     pub reasons: Vec<String>,
+    /// A change that is not a deploy (e.g. `set API_KEY from env:API_KEY`): what is approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
 }
 
 impl Plan {
@@ -40,13 +43,16 @@ impl Plan {
         let binding = serde_json::json!({
             "env": self.env, "commit": self.commit, "strategy": self.strategy,
             "gate": self.gate_decision, "counts": self.gate_counts,
-            "direct": self.direct, "skip_security": self.skip_security,
+            "direct": self.direct, "skip_security": self.skip_security, "change": self.change,
         });
         hex(&Sha256::digest(binding.to_string().as_bytes()))
     }
 
     /// A short human summary, for prompts and the confirmation form.
     pub fn summary(&self) -> String {
+        if let Some(change) = &self.change {
+            return format!("Change {}: {change}. {}", self.env, self.reasons.join(" "));
+        }
         let mut s = format!(
             "Deploy {} ({}) to {}{}. Gate: {} ({} critical, {} high). Staging smoke: {}. Previous version: {}.",
             self.version,
@@ -267,6 +273,7 @@ mod tests {
             direct: false,
             skip_security: false,
             reasons: vec![],
+            change: None,
         }
     }
 

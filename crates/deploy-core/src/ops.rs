@@ -770,6 +770,7 @@ fn plan_for(
         direct: ctl.run.direct,
         skip_security,
         reasons,
+        change: None,
     }
 }
 
@@ -1629,6 +1630,20 @@ pub struct EnvRequest {
     pub name: Option<String>,
     /// `env:NAME` (the server's own environment) or `file:PATH`; never the value itself.
     pub value_from: Option<String>,
+    /// How a human already answered (a production change needs one).
+    pub answer: Answer,
+}
+
+/// How a `deploy_env` call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvChangeStatus {
+    /// Listed, set or unset.
+    Done,
+    /// A production change waits for a human: `plan` and `confirmation_token` say what to approve.
+    ConfirmationRequired,
+    Declined,
+    Cancelled,
 }
 
 /// The answer of `deploy_env`: names only, never a value.
@@ -1646,6 +1661,17 @@ pub struct EnvOutcome {
     /// How the platform handles variables, when it matters (e.g. Shuttle's Secrets.toml).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    pub status: EnvChangeStatus,
+    /// Who approved a production change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed_by: Option<String>,
+    /// The change a human is asked to approve (with `confirmation_required`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation_expires_at: Option<String>,
 }
 
 fn check_var_name(name: Option<&str>) -> Result<String> {
@@ -1703,9 +1729,68 @@ fn read_value(root: &Path, value_from: Option<&str>) -> Result<crate::secret::Se
     Ok(crate::secret::Secret::new(value))
 }
 
+/// What a change to production's variables does on each platform, for the human who approves it.
+fn env_change_effect(p: Platform) -> &'static str {
+    match p {
+        Platform::CloudflareWorkers => "wrangler deploys a new version of the production Worker with it, at once",
+        Platform::Heroku => "Heroku makes a new release and restarts the production dynos",
+        Platform::FlyIo => "Fly restarts the production machines with it",
+        Platform::Render => "it takes effect with the next production deploy",
+        Platform::Local => "it takes effect with the next production release",
+        Platform::Shuttle | Platform::Command => "the platform manages its own variables",
+    }
+}
+
+/// The end of a confirmation for a change outside a run.
+enum ChangeApproval {
+    Approved(String),
+    Stop { status: EnvChangeStatus, token: Option<crate::confirm::IssuedToken>, next: String },
+}
+
+/// Asks a human to approve `plan` (a change that is not a deploy), with the same rules as a
+/// production deploy: a one-time token bound to the plan, an input request of a later round,
+/// the client's own form, or the operator's auto-approve.
+async fn confirm_change<C: Confirmer>(ctx: &Ctx, plan: &Plan, answer: &Answer, confirmer: &C, tool: &str) -> Result<ChangeApproval> {
+    if let Some(t) = answer.input_token.as_deref() {
+        ctx.tokens.redeem_for(t, plan, TokenPurpose::InputRequest)?;
+    }
+    if let Some(t) = answer.confirmation.as_deref() {
+        ctx.tokens.redeem(t, plan)?;
+        return Ok(ChangeApproval::Approved("confirmation token".into()));
+    }
+    if ctx.auto_approve && answer.input_token.is_none() {
+        return Ok(ChangeApproval::Approved("auto-approve (operator flag)".into()));
+    }
+    Ok(match confirmer.confirm(plan).await {
+        ConfirmOutcome::Approved { by } => ChangeApproval::Approved(by),
+        ConfirmOutcome::Declined => {
+            ChangeApproval::Stop { status: EnvChangeStatus::Declined, token: None, next: "declined by the human; nothing changed".into() }
+        }
+        ConfirmOutcome::Cancelled => ChangeApproval::Stop {
+            status: EnvChangeStatus::Cancelled,
+            token: None,
+            next: "the confirmation was cancelled; nothing changed".into(),
+        },
+        ConfirmOutcome::Deferred => ChangeApproval::Stop {
+            status: EnvChangeStatus::ConfirmationRequired,
+            token: Some(ctx.tokens.issue_for(plan, TokenPurpose::InputRequest)?),
+            next: "answer the confirmation request".into(),
+        },
+        ConfirmOutcome::Unavailable => {
+            let issued = ctx.tokens.issue(plan)?;
+            let next = format!(
+                "show the change to the human; if they approve, call {tool} again with the same arguments and confirmation: \"{}\" (expires {})",
+                issued.token, issued.expires_at
+            );
+            ChangeApproval::Stop { status: EnvChangeStatus::ConfirmationRequired, token: Some(issued), next }
+        }
+    })
+}
+
 /// `/oc-deploy env`: list, set or unset an environment's variables and secrets through the
-/// platform. A value comes from `value_from` and is redacted everywhere from then on.
-pub async fn env_vars(ctx: &Ctx, req: EnvRequest) -> Result<EnvOutcome> {
+/// platform. A value comes from `value_from` and is redacted everywhere from then on. A change
+/// to production needs a human's yes, like a production deploy.
+pub async fn env_vars<C: Confirmer>(ctx: &Ctx, req: EnvRequest, confirmer: &C) -> Result<EnvOutcome> {
     let cfg = ctx.config()?;
     cfg.env(req.env)?;
     let provider = provider::for_config(&cfg, &ctx.root, &ctx.runner, ctx.supervisor_exe.clone())?;
@@ -1717,7 +1802,53 @@ pub async fn env_vars(ctx: &Ctx, req: EnvRequest) -> Result<EnvOutcome> {
         name: None,
         detail: String::new(),
         note: None,
+        status: EnvChangeStatus::Done,
+        confirmed_by: None,
+        plan: None,
+        confirmation_token: None,
+        confirmation_expires_at: None,
     };
+    if req.action != EnvAction::List && req.env == Environment::Production && !matches!(cfg.platform, Platform::Shuttle | Platform::Command)
+    {
+        let name = check_var_name(req.name.as_deref())?;
+        let change = match req.action {
+            EnvAction::Set => {
+                // Check where the value comes from before asking anyone.
+                read_value(&ctx.root, req.value_from.as_deref())?;
+                format!("set {name} from {}", req.value_from.as_deref().unwrap_or_default().trim())
+            }
+            _ => format!("unset {name}"),
+        };
+        let plan = Plan {
+            env: req.env,
+            commit: String::new(),
+            version: String::new(),
+            commit_range: None,
+            strategy: None,
+            gate_decision: Decision::Proceed,
+            gate_counts: Default::default(),
+            staging_smoke: "n/a".into(),
+            previous_version: None,
+            direct: false,
+            skip_security: false,
+            reasons: vec![format!("{}: {}.", cfg.platform.as_str(), env_change_effect(cfg.platform))],
+            change: Some(change),
+        };
+        match confirm_change(ctx, &plan, &req.answer, confirmer, "deploy_env").await? {
+            ChangeApproval::Approved(by) => out.confirmed_by = Some(by),
+            ChangeApproval::Stop { status, token, next } => {
+                out.status = status;
+                out.name = Some(name);
+                out.detail = next;
+                out.plan = Some(plan);
+                if let Some(t) = token {
+                    out.confirmation_token = Some(t.token);
+                    out.confirmation_expires_at = Some(t.expires_at);
+                }
+                return Ok(out);
+            }
+        }
+    }
     match req.action {
         EnvAction::List => {
             let EnvListing { vars, note } = provider.env_list(req.env, &ctx.cancel).await?;

@@ -101,6 +101,9 @@ fn approved_by(how: &str, note: Option<&str>) -> String {
 
 /// What the human sees: the whole plan, one fact a line.
 pub fn plan_message(plan: &Plan) -> String {
+    if let Some(change) = &plan.change {
+        return format!("Change {}: {change}?\n{}\nApprove only if you intend this change now.", plan.env, plan.reasons.join("\n"));
+    }
     let mut lines = vec![
         format!("Deploy {} to {}?", plan.version, plan.env),
         format!("Commit: {}", plan.commit),
@@ -174,7 +177,11 @@ pub fn input_required(o: &RunOutcome, codec: &RequestStateCodec, tool: &str) -> 
     if o.run.status != RunStatus::ConfirmationRequired {
         return None;
     }
-    let (plan, token) = (o.plan.as_ref()?, o.confirmation_token.as_ref()?);
+    input_required_for(o.plan.as_ref()?, o.confirmation_token.as_ref()?, codec, tool)
+}
+
+/// The input request asking a human to approve `plan`, its token sealed in the request state.
+pub fn input_required_for(plan: &Plan, token: &str, codec: &RequestStateCodec, tool: &str) -> Option<InputRequiredResult> {
     let schema = rmcp::model::ElicitationSchema::from_type::<ConfirmForm>().ok()?;
     let ask = InputRequest::Elicitation(ElicitRequest::new(ElicitRequestParams::FormElicitationParams {
         meta: None,

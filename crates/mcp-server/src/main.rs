@@ -208,6 +208,12 @@ enum Command {
         /// Where the value comes from: env:NAME or file:PATH (never the value itself).
         #[arg(long)]
         value_from: Option<String>,
+        /// Approve a production change without asking (the operator's yes).
+        #[arg(long)]
+        yes: bool,
+        /// A token from an earlier confirmation_required answer.
+        #[arg(long)]
+        confirmation: Option<String>,
     },
     /// Retry the deferred tracker writes in the checkpoint: "flushed N / failed M".
     RetryPm {
@@ -469,11 +475,16 @@ async fn run(cli: Cli) -> i32 {
             })
             .await
         }
-        Command::Env { common, action, env, name, value_from } => {
+        Command::Env { common, action, env, name, value_from, yes, confirmation } => {
             with_root(&common, |root| async move {
-                let ctx = cli::ctx(&root, false);
-                let req = ops::EnvRequest { env, action, name, value_from };
-                emit(ops::env_vars(&ctx, req).await, common.json, render::env, |_| 0, &redactor)
+                let ctx = cli::ctx(&root, yes);
+                let req = ops::EnvRequest { env, action, name, value_from, answer: ops::Answer { confirmation, input_token: None } };
+                let exit = |o: &ops::EnvOutcome| match o.status {
+                    ops::EnvChangeStatus::Done => 0,
+                    ops::EnvChangeStatus::ConfirmationRequired => 3,
+                    ops::EnvChangeStatus::Declined | ops::EnvChangeStatus::Cancelled => 1,
+                };
+                emit(ops::env_vars(&ctx, req, &cli::TerminalConfirmer).await, common.json, render::env, exit, &redactor)
             })
             .await
         }

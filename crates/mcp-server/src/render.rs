@@ -183,6 +183,12 @@ pub fn env(o: &deploy_core::ops::EnvOutcome) -> String {
     if let Some(n) = &o.note {
         s.push_str(&format!("\nnote: {n}"));
     }
+    if let Some(p) = &o.plan {
+        s.push_str(&format!("\nplan: {}", p.summary()));
+    }
+    if let Some(by) = &o.confirmed_by {
+        s.push_str(&format!("\napproved by {by}"));
+    }
     s
 }
 

@@ -162,6 +162,8 @@ pub struct EnvArgs {
     pub name: Option<String>,
     /// `env:NAME` or `file:PATH`; the value itself is never passed.
     pub value_from: Option<String>,
+    /// Token from a `confirmation_required` answer (production changes).
+    pub confirmation: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
