@@ -175,6 +175,11 @@ async fn tracker_unconfigured_or_down_defers_and_retry_pm_flushes_everything_onc
             .all(|a| a["skill"] == "oc-deploy-ops" && a["retriable"] == true && a["marker"].as_str().unwrap().starts_with("<!-- opchain:"))
     );
 
+    // deploy_status says writes are waiting.
+    let (code, status) = p.cli_json_env(&["status"], &refs(&e));
+    assert_eq!(code, 0, "{status:#}");
+    assert_eq!(status["pm_deferred"].as_u64(), Some(actions.len() as u64), "{status:#}");
+
     // Still down: retry-pm fails them all and keeps them.
     let (code, r) = p.cli_json_env(&["retry-pm"], &refs(&e));
     assert_eq!(code, 1, "{r:#}");

@@ -1436,6 +1436,8 @@ pub struct StatusOutcome {
     pub recent: Vec<RunSummary>,
     /// The run asked for with `run_id`, in full.
     pub run: Option<RunRecord>,
+    /// Tracker writes waiting in the checkpoint (`deploy_retry_pm` retries the retriable ones).
+    pub pm_deferred: usize,
 }
 
 /// `/oc-deploy status`: per environment, in-flight runs, recent runs, or one run.
@@ -1494,6 +1496,7 @@ pub async fn status(ctx: &Ctx, env: Option<Environment>, run_id: Option<&RunId>)
         None => None,
     };
     Ok(StatusOutcome {
+        pm_deferred: cp.skill_state.pm_deferred_actions.len(),
         project: cfg.as_ref().map(|c| c.project_name.clone()),
         platform: cfg.map(|c| c.platform.as_str().to_owned()),
         config_error,

@@ -152,6 +152,9 @@ pub fn status(o: &StatusOutcome) -> String {
             e.locked_by.as_ref().map(|h| format!(" [locked by {} pid {}]", h.run_id, h.pid)).unwrap_or_default()
         );
     }
+    if o.pm_deferred > 0 {
+        let _ = writeln!(s, "  pm: {} tracker write(s) deferred (deploy_retry_pm / oc-deploy retry-pm)", o.pm_deferred);
+    }
     for r in &o.in_flight {
         let _ = writeln!(
             s,
