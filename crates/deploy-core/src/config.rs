@@ -125,6 +125,9 @@ pub struct PagesConfig {
     /// The built site's directory, relative to the project root (default `frontend/dist`).
     #[serde(default = "default_pages_dir")]
     pub dir: String,
+    /// Install command run first (argument list, in the directory above `dir`), e.g. `["npm", "ci"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install: Option<Vec<String>>,
     /// Build command run before the upload (argument list, run in the directory above `dir`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<Vec<String>>,

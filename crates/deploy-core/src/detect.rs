@@ -548,6 +548,7 @@ fn propose_pages(root: &Path, d: &Detection, platform: Platform, name: &str) -> 
             project: worker,
             staging_project: None,
             dir: if has_dir { "frontend/dist".into() } else { "dist".into() },
+            install: Some(vec!["npm".into(), "ci".into()]),
             build: Some(vec!["npm".into(), "run".into(), "build".into()]),
         }),
     })
@@ -964,6 +965,7 @@ mod tests {
         let pages = cfg.cloudflare.and_then(|c| c.pages).expect("pages proposed");
         assert_eq!((pages.project.as_str(), pages.dir.as_str()), ("gtrack", "frontend/dist"));
         assert_eq!(pages.build, Some(vec!["npm".to_owned(), "run".to_owned(), "build".to_owned()]));
+        assert_eq!(pages.install, Some(vec!["npm".to_owned(), "ci".to_owned()]));
         // Without a frontend, no Pages section.
         let (_dir, root) = project(&[("wrangler.toml", "name = \"api\"\n")]);
         assert!(propose_config(&root, &detect(&root), None).cloudflare.is_none());

@@ -480,11 +480,16 @@ async fn pages_deploy_with_and_without_config() {
 
     std::fs::create_dir_all(fx.root.join("frontend")).unwrap();
     let p = fx.provider(json!({
-        "cloudflare": {"pages": {"project": "shop-web", "build": ["sh", "-c", "mkdir -p dist && echo '<html>' > dist/index.html"]}},
+        "cloudflare": {"pages": {
+            "project": "shop-web",
+            "install": ["sh", "-c", "echo installed > installed.txt"],
+            "build": ["sh", "-c", "test -f installed.txt && mkdir -p dist && echo '<html>' > dist/index.html"]
+        }},
         "environments": {"production": {"auto_deploy_branch": "main"}}
     }));
     let staging = p.deploy_frontend(&fx.target(Environment::Staging, &c, Strategy::Rolling), &fx.cancel).await.unwrap();
     assert_eq!(staging.status, StepStatus::Passed);
+    assert!(fx.root.join("frontend/installed.txt").is_file(), "the install ran in frontend/ first");
     assert!(fx.root.join("frontend/dist/index.html").is_file(), "the build ran in frontend/");
     assert!(staging.detail.contains("shop-web-staging") && staging.detail.contains(".shop-web-staging.pages.dev"), "{}", staging.detail);
     let prod = p.deploy_frontend(&fx.target(Environment::Production, &c, Strategy::Rolling), &fx.cancel).await.unwrap();

@@ -622,9 +622,11 @@ impl Provider for Cloudflare {
         };
         check_arg(&project, "cloudflare.pages.project")?;
         let dir = self.root.join(&pages.dir);
-        if let Some(build) = &pages.build {
-            let build_dir = dir.parent().unwrap_or(&self.root).to_path_buf();
-            let mut cmd = Cmd::from_argv(build, &build_dir, "cloudflare.pages.build")?.timeout(self.cli.timeout);
+        let build_dir = dir.parent().unwrap_or(&self.root).to_path_buf();
+        // The skill's `cd frontend && npm ci && npm run build`: install, then build.
+        for (argv, field) in [(&pages.install, "cloudflare.pages.install"), (&pages.build, "cloudflare.pages.build")] {
+            let Some(argv) = argv else { continue };
+            let mut cmd = Cmd::from_argv(argv, &build_dir, field)?.timeout(self.cli.timeout);
             for name in ["CI", "NODE_EXTRA_CA_CERTS", "npm_config_cache"] {
                 cmd = cmd.pass_env(name);
             }
