@@ -469,7 +469,7 @@ pub async fn deploy_staging<C: Confirmer>(ctx: &Ctx, req: StagingRequest, confir
     ctl.run.dry_run = req.dry_run;
     let _lock = ctx.store.lock_env(env, &ctl.run.run_id)?;
     ctl.log("started");
-    if let Err(e) = check_tree(&mut ctl, &cfg, &commit, req.dry_run).await {
+    if let Err(e) = check_tree(&mut ctl, &provider, &commit, req.dry_run).await {
         ctl.fail_with(RunStatus::Blocked, &e);
         return Ok(ctl.outcome("ship a clean checkout of the commit"));
     }
@@ -592,25 +592,19 @@ fn blocked_by_gate(mut ctl: RunCtl<'_>, gate: &GateResult) -> RunOutcome {
     ctl.outcome("fix the blocking findings first")
 }
 
-/// Platforms whose CLI uploads the app directory as it is on disk, not a commit (the local
-/// platform exports the commit, Heroku pushes it, Render builds it from the repository).
-fn deploys_working_tree(p: Platform) -> bool {
-    matches!(p, Platform::CloudflareWorkers | Platform::FlyIo | Platform::Shuttle | Platform::Command)
-}
-
 /// Makes sure what ships is the commit the run names. Where the platform deploys a commit,
 /// uncommitted changes are only noted; where it uploads the directory, the directory must be
 /// that commit, unchanged, or the run is refused (a dry run is only warned).
-async fn check_tree(ctl: &mut RunCtl<'_>, cfg: &Config, commit: &CommitSha, dry_run: bool) -> Result<()> {
+async fn check_tree(ctl: &mut RunCtl<'_>, provider: &impl Provider, commit: &CommitSha, dry_run: bool) -> Result<()> {
     let (runner, root, cancel) = (&ctl.ctx.runner, &ctl.ctx.root, &ctl.ctx.cancel);
     let dirty = git::is_dirty(runner, root, cancel).await.unwrap_or(false);
-    if !deploys_working_tree(cfg.platform) {
+    if !provider.capabilities().uploads_working_tree {
         if dirty {
             ctl.run.notes.push("the working tree has uncommitted changes: only committed code is deployed".into());
         }
         return Ok(());
     }
-    let platform = cfg.platform.as_str();
+    let platform = provider.platform().as_str();
     let head = git::head_commit(runner, root, cancel).await?;
     let problem = if head.as_str() != commit.as_str() {
         Some((
@@ -866,7 +860,7 @@ pub async fn deploy_prod<C: Confirmer>(ctx: &Ctx, req: ProdRequest, confirmer: &
         ctl.run.notes.push("DIRECT deploy: staging verification skipped by request".into());
     }
     ctl.log("started");
-    if let Err(e) = check_tree(&mut ctl, &cfg, &commit, req.dry_run).await {
+    if let Err(e) = check_tree(&mut ctl, &provider, &commit, req.dry_run).await {
         ctl.fail_with(RunStatus::Blocked, &e);
         return Ok(ctl.outcome("ship a clean checkout of the commit"));
     }
@@ -1682,15 +1676,7 @@ fn check_var_name(name: Option<&str>) -> Result<String> {
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .ok_or_else(|| CoreError::invalid("name", "set and unset need the variable's name", "pass name, e.g. \"DATABASE_URL\""))?;
-    let mut b = name.bytes();
-    let ok = b.next().is_some_and(|c| c.is_ascii_alphabetic() || c == b'_') && b.all(|c| c.is_ascii_alphanumeric() || c == b'_');
-    if !ok {
-        return Err(CoreError::invalid(
-            "name",
-            format!("`{name}` is not a variable name"),
-            "use letters, digits and _ (not starting with a digit)",
-        ));
-    }
+    crate::local::check_env_name(name, "name")?;
     Ok(name.to_owned())
 }
 

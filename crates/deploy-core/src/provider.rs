@@ -59,6 +59,9 @@ pub struct Capabilities {
     pub dry_run: bool,
     /// Whether a separate frontend deploy exists (Cloudflare Pages).
     pub frontend: bool,
+    /// Whether the platform uploads the app directory as it is on disk (wrangler, fly, shuttle)
+    /// rather than a commit: then only a clean checkout of the commit may be deployed.
+    pub uploads_working_tree: bool,
 }
 
 /// One deployed version as the platform lists it.
@@ -286,6 +289,7 @@ impl Provider for LocalProvider {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
+            uploads_working_tree: false,
             strategies: vec![Strategy::Rolling, Strategy::BlueGreen, Strategy::Canary, Strategy::Recreate],
             rollback: Some("switches the proxy back to the previous release, still running".into()),
             secrets: Some("`.oc-deploy/local/<env>.env` (mode 600), read when a release starts".into()),

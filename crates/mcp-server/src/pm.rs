@@ -351,7 +351,7 @@ async fn stale_staging(bridge: &Bridge<AnyTracker>, store: &Store) -> Vec<String
 }
 
 /// The identity of a deferred action: the same write deferred twice is kept once.
-fn action_key(a: &DeferredAction) -> (String, String, Option<String>, Option<String>, Option<String>) {
+fn action_key(a: &DeferredAction) -> (String, String, Option<String>, Option<String>) {
     let action = serde_json::to_value(a.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
     let sub = a
         .payload
@@ -362,7 +362,7 @@ fn action_key(a: &DeferredAction) -> (String, String, Option<String>, Option<Str
         .and_then(|v| v.as_str())
         .map(str::to_owned);
     let named = a.payload.get("ticket").and_then(|v| v.as_str()).map(str::to_owned);
-    (a.marker.clone(), action, a.ticket.clone().or(named), sub, None)
+    (a.marker.clone(), action, a.ticket.clone().or(named), sub)
 }
 
 /// Appends an outcome's deferred actions to `skill_state.pm_deferred_actions` (no duplicates).

@@ -178,33 +178,6 @@ fn line_value(stdout: &str, label: &str) -> Option<String> {
     stdout.lines().rev().find_map(|l| l.split_once(label).map(|(_, v)| v.trim().to_owned())).filter(|v| !v.is_empty())
 }
 
-/// Wrangler's error blocks (`✘ [ERROR] …` and the indented lines under it), from stderr or
-/// else stdout, joined with ` | `; empty when it printed none.
-fn wrangler_error(out: &Output) -> String {
-    for stream in [&out.stderr, &out.stdout] {
-        let text = super::strip_ansi(stream);
-        let mut parts: Vec<&str> = Vec::new();
-        let mut in_block = false;
-        for line in text.lines() {
-            let trimmed = line.trim();
-            if trimmed.contains("[ERROR]") {
-                in_block = true;
-                parts.push(trimmed);
-            } else if trimmed.is_empty() {
-                continue;
-            } else if in_block && line.starts_with(char::is_whitespace) && !trimmed.starts_with("If you think this is a bug") {
-                parts.push(trimmed);
-            } else {
-                in_block = false;
-            }
-        }
-        if !parts.is_empty() {
-            return parts.join(" | ").chars().take(2000).collect();
-        }
-    }
-    String::new()
-}
-
 /// Refuses values that wrangler would read as a flag.
 fn check_arg(value: &str, field: &str) -> Result<()> {
     if value.trim().is_empty() || value.starts_with('-') {
@@ -280,28 +253,7 @@ impl Cloudflare {
 
     /// Runs a command and returns its output only when it exited 0.
     async fn run(&self, cmd: &Cmd, cancel: &CancellationToken) -> Result<Output> {
-        let out = self.cli.runner.run(cmd, cancel).await?;
-        if out.success() { Ok(out) } else { Err(self.failure(cmd, &out)) }
-    }
-
-    /// [`PlatformCli::failure`] with wrangler's whole error: each `✘ [ERROR]` line and the
-    /// indented lines under it, where the API's reason and code are (`Authentication error
-    /// [code: 10000]`), which also picks the right hint.
-    fn failure(&self, cmd: &Cmd, out: &Output) -> CoreError {
-        let base = self.cli.failure(cmd, out);
-        let message = wrangler_error(out);
-        match base {
-            CoreError::Platform { platform, retryable, .. } if !message.is_empty() => {
-                let status = out.code.map_or_else(|| "a signal".to_owned(), |c| format!("exit {c}"));
-                CoreError::Platform {
-                    hint: super::failure_hint(Platform::CloudflareWorkers, &message),
-                    message: format!("`{}` failed ({status}): {message}", cmd.display()),
-                    platform,
-                    retryable,
-                }
-            }
-            other => other,
-        }
+        self.cli.run(cmd, cancel).await
     }
 
     /// Runs a list command; `None` when the Worker does not exist yet (code 10007).
@@ -310,10 +262,10 @@ impl Cloudflare {
         if out.success() {
             return Ok(Some(out));
         }
-        if wrangler_error(&out).contains(NOT_FOUND_CODE) {
+        if platform_message(&out).contains(NOT_FOUND_CODE) {
             return Ok(None);
         }
-        Err(self.failure(cmd, &out))
+        Err(self.cli.failure(cmd, &out))
     }
 
     /// The environment's deployments, oldest first (empty before the first deploy).
@@ -487,7 +439,7 @@ impl Cloudflare {
             if out.stdout.contains("\"loggedIn\":false") || out.stdout.contains("\"loggedIn\": false") {
                 return Ok(fail("wrangler is not logged in".into(), login_hint));
             }
-            let message = Some(wrangler_error(&out)).filter(|m| !m.is_empty()).unwrap_or_else(|| platform_message(&out));
+            let message = platform_message(&out);
             let hint = super::failure_hint(Platform::CloudflareWorkers, &message);
             return Ok(fail(format!("`wrangler whoami` failed: {message}"), hint));
         }
@@ -520,6 +472,7 @@ impl Provider for Cloudflare {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
+            uploads_working_tree: true,
             strategies: vec![Strategy::Rolling, Strategy::Canary],
             rollback: Some("`wrangler rollback <version-id>`: the previous Worker version takes 100% of traffic at once".into()),
             secrets: Some("`wrangler secret put/list/delete` (values go on stdin; each change deploys a new version)".into()),

@@ -158,6 +158,7 @@ impl Provider for CommandPlatform {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
+            uploads_working_tree: true,
             strategies: Vec::new(),
             rollback: self.commands.rollback.as_ref().map(|_| format!("command.rollback with {TO_VERSION_VAR}")),
             secrets: None,

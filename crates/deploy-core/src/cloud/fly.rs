@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::{PlatformCli, env_cfg, parse_json, required};
+use super::{PlatformCli, parse_json, required};
 use crate::config::{Config, Platform};
 use crate::detect::{CheckStatus, ChecklistItem};
 use crate::domain::{Environment, Strategy};
@@ -84,7 +84,7 @@ impl Fly {
     }
 
     fn app(&self, env: Environment) -> Result<&str> {
-        required(env_cfg(&self.cfg, env)?.app.as_ref(), env, "app", &format!("{}-{env}", self.cfg.project_name))
+        required(self.cfg.env(env)?.app.as_ref(), env, "app", &format!("{}-{env}", self.cfg.project_name))
     }
 
     fn fly_toml(&self) -> PathBuf {
@@ -195,6 +195,7 @@ impl Provider for Fly {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
+            uploads_working_tree: true,
             strategies: vec![Strategy::Rolling, Strategy::BlueGreen, Strategy::Canary, Strategy::Recreate],
             rollback: Some(
                 "redeploys the chosen release's image (`fly deploy --image <ImageRef> --strategy immediate --skip-release-command`): flyctl has no rollback command".into(),

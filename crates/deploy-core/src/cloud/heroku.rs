@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::{PlatformCli, env_cfg, parse_json, required};
+use super::{PlatformCli, parse_json, required};
 use crate::config::{Config, Platform};
 use crate::detect::{CheckStatus, ChecklistItem};
 use crate::domain::{Environment, Strategy};
@@ -123,12 +123,14 @@ impl Heroku {
     }
 
     fn app(&self, env: Environment) -> Result<&str> {
-        required(env_cfg(&self.cfg, env)?.app.as_ref(), env, "app", &format!("{}-{env}", self.cfg.project_name))
+        required(self.cfg.env(env)?.app.as_ref(), env, "app", &format!("{}-{env}", self.cfg.project_name))
     }
 
     fn remote(&self, env: Environment) -> Result<String> {
         let app = self.app(env)?;
-        Ok(env_cfg(&self.cfg, env)?
+        Ok(self
+            .cfg
+            .env(env)?
             .git_remote
             .as_deref()
             .map(str::trim)
@@ -377,6 +379,7 @@ impl Provider for Heroku {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
+            uploads_working_tree: false,
             strategies: vec![Strategy::Rolling],
             rollback: Some(
                 "`heroku rollback vN`: that release's code and config vars come back, add-ons do not change, and migrations are not undone"
@@ -517,7 +520,7 @@ impl Provider for Heroku {
 
     async fn env_set(&self, env: Environment, name: &str, value: &Secret, cancel: &CancellationToken) -> Result<StepOutcome> {
         let app = self.app(env)?;
-        check_var_name(name)?;
+        crate::local::check_env_name(name, "name")?;
         let Some(key) = self.api_key() else {
             return Err(CoreError::Platform {
                 platform: Platform::Heroku.as_str().into(),
@@ -584,7 +587,7 @@ impl Provider for Heroku {
 
     async fn env_unset(&self, env: Environment, name: &str, cancel: &CancellationToken) -> Result<StepOutcome> {
         let app = self.app(env)?;
-        check_var_name(name)?;
+        crate::local::check_env_name(name, "name")?;
         let out = self.run(&["config:unset", name, "-a", app], cancel).await?;
         let progress = super::strip_ansi(out.stderr.lines().find(|l| l.contains("Unsetting")).unwrap_or("").trim());
         Ok(StepOutcome::passed(if progress.is_empty() {
@@ -702,21 +705,6 @@ impl<'de> Deserialize<'de> for KeysOnly {
             }
         }
         d.deserialize_map(Visitor)
-    }
-}
-
-/// Config var names oc-deploy accepts: letters, digits and underscores, not starting with a digit.
-fn check_var_name(name: &str) -> Result<()> {
-    let ok =
-        !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(CoreError::invalid(
-            "name",
-            format!("`{name}` is not a config var name"),
-            "use letters, digits and underscores, e.g. DATABASE_URL",
-        ))
     }
 }
 

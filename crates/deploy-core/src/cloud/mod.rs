@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, EnvConfig, Platform};
+use crate::config::{Config, Platform};
 use crate::domain::Environment;
 use crate::error::{CoreError, Result};
 use crate::process::{Cmd, Output, Runner};
@@ -100,15 +100,31 @@ impl PlatformCli {
 }
 
 /// The most useful part of a failed CLI's output: its error lines when it marks them
-/// (`✘ [ERROR]`, `Error:`, ` ›   Error:`), else the last lines of stderr, else of stdout.
+/// (`✘ [ERROR]` with the indented lines under it, where wrangler puts the API's reason and
+/// code; `Error:`; ` ›   Error:`), else the last lines of stderr, else of stdout.
 pub fn platform_message(out: &Output) -> String {
-    let marked: Vec<&str> = out
-        .stderr
-        .lines()
-        .chain(out.stdout.lines())
-        .map(str::trim)
-        .filter(|l| l.contains("[ERROR]") || l.starts_with("Error") || l.starts_with("› ") || l.starts_with("›   Error"))
-        .collect();
+    let (stderr, stdout) = (strip_ansi(&out.stderr), strip_ansi(&out.stdout));
+    let mut marked: Vec<&str> = Vec::new();
+    for stream in [&stderr, &stdout] {
+        let mut in_block = false;
+        for line in stream.lines() {
+            let trimmed = line.trim();
+            if trimmed.is_empty() {
+                continue;
+            }
+            if trimmed.contains("[ERROR]") {
+                in_block = true;
+                marked.push(trimmed);
+            } else if in_block && line.starts_with(char::is_whitespace) && !trimmed.starts_with("If you think this is a bug") {
+                marked.push(trimmed);
+            } else {
+                in_block = false;
+                if trimmed.starts_with("Error") || trimmed.starts_with("› ") || trimmed.starts_with("›   Error") {
+                    marked.push(trimmed);
+                }
+            }
+        }
+    }
     let text = if !marked.is_empty() {
         marked.join(" | ")
     } else if !out.stderr.trim().is_empty() {
@@ -181,11 +197,6 @@ pub fn failure_hint(platform: Platform, message: &str) -> String {
         Platform::Shuttle => "read Shuttle's message above; `shuttle logs` shows the deployment's output".into(),
         Platform::Command | Platform::Local => "read the command's output above, fix the cause and retry".into(),
     }
-}
-
-/// The environment's config, or an error naming the field the platform needs.
-pub fn env_cfg(cfg: &Config, env: Environment) -> Result<&EnvConfig> {
-    cfg.env(env)
 }
 
 /// `environments.<env>.<field>` is required by this platform.

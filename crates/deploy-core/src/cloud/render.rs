@@ -443,6 +443,7 @@ impl Provider for Render {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
+            uploads_working_tree: false,
             strategies: vec![Strategy::Rolling],
             rollback: Some("Render API rollback to an earlier deploy, then auto-deploy off so the next push does not undo it".into()),
             secrets: Some("Render API env vars (names only are read back; a change takes effect with the next deploy)".into()),

@@ -221,6 +221,7 @@ impl Provider for Shuttle {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
+            uploads_working_tree: true,
             strategies: vec![Strategy::Rolling],
             rollback: Some("`shuttle deployment redeploy <id>` of an earlier deployment".into()),
             secrets: Some(format!("{SECRETS_FILE} (gitignored), uploaded with every deploy; no set/unset")),

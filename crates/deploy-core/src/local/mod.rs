@@ -545,6 +545,8 @@ pub(crate) fn check_version(version: &str) -> Result<()> {
     }
 }
 
+/// An environment variable name: letters, digits and `_`, not starting with a digit. The one
+/// check for every name oc-deploy passes on (local env files, `deploy_env`, platform config vars).
 pub(crate) fn check_env_name(name: &str, field: &str) -> Result<()> {
     let mut bytes = name.bytes();
     let ok = bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_') && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
